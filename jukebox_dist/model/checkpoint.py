@@ -1,0 +1,169 @@
+"""Weights in the Hugging Face layout: read them (safetensors, pytorch_model.bin, sharded with an index),
+check them against the model, and map the reference's tensors onto ours.
+
+The reference stores GPT-2-style Conv1D weights as (in, out) and fuses q, k, v into `c_attn` (cross-attention:
+q in `c_attn`, k and v in `c_enc_kv`); we use nn.Linear (out, in) with separate q, k, v so that tensor
+parallelism can split heads. Everything else has the same name and shape.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from jukebox_dist.errors import CheckpointError
+from jukebox_dist.model.attention import Attention
+from jukebox_dist.model.config import AttentionKind
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+# Our nn.Linear layers that are Conv1D (in, out) in the reference checkpoint.
+CONV1D_SUFFIXES = (".mlp.c_fc.weight", ".mlp.c_proj.weight", ".attn.c_proj.weight", ".encoder.proj_in.weight")
+_LIST_LIMIT = 12
+
+
+def read_state_dict(folder: Path) -> dict[str, Tensor]:
+    """All tensors of the checkpoint in `folder`, whichever HF layout it uses."""
+    for name in INDEX_FILES:
+        index = folder / name
+        if index.is_file():
+            return _read_sharded(index)
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if path.is_file():
+            return _read_file(path)
+    raise CheckpointError(f"{folder}: no weights found; expected one of {', '.join(WEIGHT_FILES + INDEX_FILES)}")
+
+
+def _read_sharded(index: Path) -> dict[str, Tensor]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError("weight_map is not an object")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{index}: not a valid checkpoint index (expected JSON with a 'weight_map' "
+                              f"object of tensor name -> shard file): {exc}") from None
+    state: dict[str, Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        path = index.parent / shard
+        if Path(shard).is_absolute() or ".." in Path(shard).parts:
+            raise CheckpointError(f"{index}: shard path {shard!r} must be a file name inside {index.parent}")
+        if not path.is_file():
+            raise CheckpointError(f"{path}: shard listed in {index.name} is missing")
+        state.update(_read_file(path))
+    missing = sorted(set(weight_map) - set(state))
+    if missing:
+        raise CheckpointError(f"{index}: {len(missing)} tensors listed but not found in their shards: "
+                              f"{_short(missing)}")
+    return state
+
+
+def _read_file(path: Path) -> dict[str, Tensor]:
+    try:
+        if path.name.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # safetensors, pickle and zip errors differ by version; the file is what matters
+        raise CheckpointError(f"{path}: cannot read weights ({type(exc).__name__}: {exc}); "
+                              "the file is missing, truncated or not a checkpoint") from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a flat mapping of tensor names to tensors")
+    return state
+
+
+def _attention_kinds(model: nn.Module) -> dict[str, AttentionKind]:
+    return {name: m.kind for name, m in model.named_modules() if isinstance(m, Attention)}
+
+
+def to_reference(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Our state dict -> the reference's keys and layouts (works on meta tensors, for shape checks)."""
+    out = dict(state)
+    for prefix, kind in _attention_kinds(model).items():
+        p = prefix + "."
+        q, k, v = (out.pop(f"{p}{n}_proj.weight") for n in "qkv")
+        qb, kb, vb = (out.pop(f"{p}{n}_proj.bias") for n in "qkv")
+        if kind is AttentionKind.CROSS:
+            out[p + "c_attn.weight"], out[p + "c_attn.bias"] = q.t(), qb
+            out[p + "c_enc_kv.weight"] = torch.cat([k.t(), v.t()], dim=1)
+            out[p + "c_enc_kv.bias"] = torch.cat([kb, vb])
+        else:
+            out[p + "c_attn.weight"] = torch.cat([q.t(), k.t(), v.t()], dim=1)
+            out[p + "c_attn.bias"] = torch.cat([qb, kb, vb])
+    for key in out:
+        if key.endswith(CONV1D_SUFFIXES):
+            out[key] = out[key].t()
+    return out
+
+
+def from_reference(ref: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """The reference's tensors -> ours (inverse of `to_reference`)."""
+    out = {k: (v.t() if k.endswith(CONV1D_SUFFIXES) else v) for k, v in ref.items()}
+    for prefix, kind in _attention_kinds(model).items():
+        p = prefix + "."
+        if kind is AttentionKind.CROSS:
+            q, qb = out.pop(p + "c_attn.weight").t(), out.pop(p + "c_attn.bias")
+            k, v = out.pop(p + "c_enc_kv.weight").t().chunk(2, dim=0)
+            kb, vb = out.pop(p + "c_enc_kv.bias").chunk(2)
+        else:
+            q, k, v = out.pop(p + "c_attn.weight").t().chunk(3, dim=0)
+            qb, kb, vb = out.pop(p + "c_attn.bias").chunk(3)
+        for n, w, b in (("q", q, qb), ("k", k, kb), ("v", v, vb)):
+            out[f"{p}{n}_proj.weight"] = w.contiguous()
+            out[f"{p}{n}_proj.bias"] = b.contiguous()
+    return out
+
+
+def tied_keys(model: nn.Module) -> set[str]:
+    """Output heads that share the token embedding (priors with merged_decoder=false): a checkpoint may omit them."""
+    tied = set()
+    for name, m in model.named_modules():
+        if getattr(m, "tie_output", False):
+            tied.add(f"{name}.fc_proj_out.weight")
+    return tied
+
+
+def check_layout(ref: dict[str, Tensor], model: nn.Module, source: str) -> None:
+    """One error naming every missing, unexpected and mis-shaped tensor."""
+    expected = {k: tuple(v.shape) for k, v in to_reference(model.state_dict(), model).items()}
+    optional = tied_keys(model)
+    missing = sorted(set(expected) - set(ref) - optional)
+    unexpected = sorted(set(ref) - set(expected))
+    misshaped = sorted(f"{k}: checkpoint {tuple(ref[k].shape)}, model {expected[k]}"
+                       for k in set(ref) & set(expected) if tuple(ref[k].shape) != expected[k])
+    if missing or unexpected or misshaped:
+        parts = [f"{source}: the weights do not fit the model described by config.json"]
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if items:
+                parts.append(f"  {len(items)} {label}: {_short(items)}")
+        raise CheckpointError("\n".join(parts))
+
+
+def load_reference(model: nn.Module, folder: Path) -> None:
+    """Read the HF-layout weights in `folder` into `model` (which may live on the meta device)."""
+    ref = read_state_dict(folder)
+    check_layout(ref, model, str(folder))
+    for key in tied_keys(model):
+        ref.pop(key, None)
+    ours = from_reference(ref, model)
+    for key in tied_keys(model):  # same tensor under both names; re-tied below
+        ours[key] = ours[key.replace("fc_proj_out", "embed_tokens")]
+    model.load_state_dict(ours, strict=True, assign=True)
+    tie_weights(model)
+    log.info("loaded %d tensors from %s", len(ref), folder)
+
+
+def tie_weights(model: nn.Module) -> None:
+    for m in model.modules():
+        if getattr(m, "tie_output", False):
+            m.fc_proj_out.weight = m.embed_tokens.weight
+
+
+def _short(items: list[str]) -> str:
+    more = f" ... and {len(items) - _LIST_LIMIT} more" if len(items) > _LIST_LIMIT else ""
+    return ", ".join(items[:_LIST_LIMIT]) + more
