@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# The reference's samplers draw a tqdm bar per token; keep CI logs readable.
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 # The CI machine has 2 cores; more threads only add contention between pytest and torch.
 torch.set_num_threads(2)

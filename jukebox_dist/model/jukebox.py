@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from jukebox_dist.errors import CheckpointError, ConfigError
+from jukebox_dist.errors import CheckpointError, ConfigError, InputError
 from jukebox_dist.model import checkpoint
 from jukebox_dist.model.config import JukeboxConfig, load_preset, preset_names, tiny_config
 from jukebox_dist.model.prior import Prior
@@ -62,6 +64,71 @@ class Jukebox(nn.Module):
                             p.copy_(scale * torch.randn(p.shape, generator=gen) * (5.0 if "embed" in name else 1.0))
             _init_codebooks(model.vqvae, _noise_audio(config, gen), gen)
         return model.eval()
+
+    # ---- sampling (the algorithms live in jukebox_dist.sampling; these are the public entry points) ----------
+    def ancestral_sample(self, labels: Sequence, n_samples: int = 1, *, total_length: int, seed: int | Sequence[int] = 0,
+                         levels: Sequence[int] | None = None, **kwargs: Any) -> list[torch.Tensor]:
+        """Sample songs from nothing. `labels`: the tokenizer's input_ids (one entry per prior, 1 or n_samples rows).
+        Returns codes in prior order [top, middle, bottom]; levels not sampled are empty (n, 0) tensors.
+        kwargs: temperature (one number or one per level; 0 = greedy), top_k, top_p, max_batch_size,
+        chunk_size, progress."""
+        from jukebox_dist.sampling.generate import generate, seeds_for
+
+        seeds = seeds_for(seed, n_samples)
+        empty = [torch.zeros(n_samples, 0, dtype=torch.long) for _ in self.priors]
+        return generate(self, labels, empty, total_length=total_length, levels=self._levels(levels), seeds=seeds,
+                        **kwargs)
+
+    def primed_sample(self, audio: torch.Tensor, labels: Sequence, *, total_length: int,
+                      seed: int | Sequence[int] = 0, levels: Sequence[int] | None = None,
+                      **kwargs: Any) -> list[torch.Tensor]:
+        """Continue audio (B or 1, T, 1) at the model's sampling rate: its codes at every level are kept as the
+        start of each level and the rest is sampled."""
+        from jukebox_dist.sampling.generate import generate, prime_codes, seeds_for
+
+        codes = prime_codes(self, audio, total_length)
+        seeds = seeds_for(seed, codes[0].shape[0] if isinstance(seed, int) else len(seed))
+        return generate(self, labels, codes, total_length=total_length, levels=self._levels(levels), seeds=seeds,
+                        **kwargs)
+
+    def continue_sample(self, codes: Sequence[torch.Tensor], labels: Sequence, *, total_length: int,
+                        seed: int | Sequence[int] = 0, levels: Sequence[int] | None = None,
+                        **kwargs: Any) -> list[torch.Tensor]:
+        """Extend saved codes (prior order; a level may be partial or empty) to `total_length` samples."""
+        from jukebox_dist.sampling.generate import generate, seeds_for
+
+        seeds = seeds_for(seed, max(c.shape[0] for c in codes))
+        return generate(self, labels, list(codes), total_length=total_length, levels=self._levels(levels),
+                        seeds=seeds, **kwargs)
+
+    def upsample(self, codes: Sequence[torch.Tensor], labels: Sequence, *, total_length: int | None = None,
+                 seed: int | Sequence[int] = 0, levels: Sequence[int] | None = None,
+                 **kwargs: Any) -> list[torch.Tensor]:
+        """Sample the upsampler levels under complete top-level codes (which stay untouched)."""
+        from jukebox_dist.sampling.generate import generate, seeds_for
+
+        top = codes[0]
+        total_length = top.shape[1] * self.config.raw_to_tokens(0) if total_length is None else total_length
+        seeds = seeds_for(seed, top.shape[0])
+        rest = list(codes[1:]) + [None] * (len(self.priors) - len(codes))
+        return generate(self, labels, [top, *rest], total_length=total_length,
+                        levels=list(range(1, len(self.priors))) if levels is None else levels, seeds=seeds, **kwargs)
+
+    def decode(self, codes: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Codes in prior order -> audio (B, T, 1), from the finest level that has codes."""
+        for prior in reversed(range(len(codes))):
+            if codes[prior] is not None and codes[prior].numel():
+                level = self.config.vqvae.levels - 1 - prior
+                return self.vqvae.decode([codes[prior]], start_level=level)
+        raise InputError("decode got no codes: every level is empty")
+
+    def _levels(self, levels: Sequence[int] | None) -> list[int]:
+        if levels is None:
+            return list(range(len(self.priors)))
+        bad = [lvl for lvl in levels if not 0 <= lvl < len(self.priors)]
+        if bad:
+            raise InputError(f"levels {bad} out of range: priors are 0 (top) to {len(self.priors) - 1} (bottom)")
+        return sorted(set(levels))
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write config.json and model.safetensors in the Hugging Face layout (readable by `from_pretrained` here

@@ -24,7 +24,11 @@ def build_reference(config: JukeboxConfig, seed: int = 0):
         for name, p in model.named_parameters():
             if "layer_norm" in name and name.endswith("weight"):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
-            elif name.startswith("vqvae"):
+            elif name.endswith("pos_emb.pos_emb"):
+                # Strong positional embeddings keep greedy decoding of a random model from collapsing into
+                # one repeated token, so greedy parity compares varied codes.
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+            elif name.startswith("vqvae") or ("conditioner_blocks.upsampler" in name):
                 p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(max(1, p[0].numel())))
             else:
                 p.copy_(0.02 * torch.randn(p.shape, generator=gen) * (5.0 if "emb" in name else 1.0))
@@ -65,3 +69,31 @@ def reference_logits(prior, tokens, labels, total_length, start=0, upper=None):
     enc = prior.get_encoder_states(lyric_tokens) if prior.nb_relevant_lyric_tokens else None
     _, preds = prior.prior(tokens, audio_cond, meta_cond, enc, get_preds=True)
     return preds
+
+
+VANISHING_TEMPERATURE = 1e-8  # logits / 1e-8: softmax puts all mass on the argmax, so the reference samples greedily
+
+
+def reference_sample_levels(ref, labels, codes, total_length, levels, chunk_size=8):
+    """The reference's own level loop (JukeboxModel.sample_level) at a vanishing temperature for every level
+    (its `_sample` forces 0.99 on the bottom level). `codes` in prior order; returns them extended."""
+    ref.total_length = total_length
+    codes = list(codes)
+    for level in levels:
+        prior = ref.priors[level]
+        kwargs = {"temp": VANISHING_TEMPERATURE, "chunk_size": chunk_size, "sample_tokens": None}
+        hop = int(ref.config.hop_fraction[level] * prior.n_ctx)
+        with torch.no_grad():
+            codes = ref.sample_level(codes, labels[level], 0, kwargs, level, total_length // prior.raw_to_tokens,
+                                     hop, 16)
+    return codes
+
+
+def reference_sample_window(ref, level, labels, known, upper, start, total_length, chunk_size=8):
+    """One window of the reference's prior.sample, conditioned on exactly the given `upper` span."""
+    prior = ref.priors[level]
+    metadata = prior.get_metadata(labels, start, total_length, 0)
+    with torch.no_grad():
+        out = prior.sample(known.shape[0], music_tokens=known, music_tokens_conds=[upper], metadata=metadata,
+                           temp=VANISHING_TEMPERATURE, chunk_size=chunk_size, sample_tokens=prior.n_ctx)
+    return out[:, known.shape[1]:]

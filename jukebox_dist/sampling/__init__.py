@@ -1,0 +1,1 @@
+"""Sampling in one process: window maths, the token sampler and window/level/song generation. Tensors in, tensors out."""

@@ -1,0 +1,85 @@
+"""The token sampler: filtering like the reference, greedy at temperature 0, Gumbel-max draws that follow the
+softmax, and noise that is a pure function of (seed, level, position)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from jukebox_dist.errors import InputError
+from jukebox_dist.sampling.sampler import SamplingParams, filter_logits, sample, uniform_noise
+
+
+def _splitmix(x: int) -> int:  # the textbook splitmix64 finaliser in Python integers
+    m = (1 << 64) - 1
+    z = (x + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+def test_noise_matches_textbook_splitmix64():
+    seeds = torch.tensor([0, 1, 2**40 + 7, -5])
+    got = uniform_noise(seeds, level=2, position=12345, vocab=6)
+    m = (1 << 64) - 1
+    for row, seed in enumerate(seeds.tolist()):
+        key = _splitmix(seed & m)
+        key = _splitmix(key ^ 2)
+        key = _splitmix(key ^ 12345)
+        for v in range(6):
+            bits = _splitmix((key + v) & m)
+            assert got[row, v].item() == ((bits >> 41) + 0.5) / (1 << 23)
+            assert _signed(bits) == _signed(bits)  # int64 wrap-around is what the tensor code relies on
+
+
+def test_noise_depends_on_seed_level_and_position_only():
+    a = uniform_noise(torch.tensor([3, 4]), 1, 10, 2048)
+    b = uniform_noise(torch.tensor([4]), 1, 10, 2048)
+    assert torch.equal(a[1], b[0])
+    for other in (uniform_noise(torch.tensor([3]), 0, 10, 2048), uniform_noise(torch.tensor([3]), 1, 11, 2048)):
+        assert not torch.equal(a[0], other[0])
+    assert 0 < a.min() and a.max() < 1
+    assert abs(a.mean().item() - 0.5) < 0.02
+
+
+def test_reference_filter_logits_agrees(hf_jukebox):
+    from transformers.models.jukebox.modeling_jukebox import filter_logits as ref_filter
+    logits = torch.randn(4, 100, generator=torch.Generator().manual_seed(0)) * 3
+    for k, p in [(0, 0.0), (5, 0.0), (0, 0.9), (10, 0.5), (1, 0.0), (0, 1e-6)]:
+        assert torch.equal(filter_logits(logits.clone(), k, p), ref_filter(logits, top_k=k, top_p=p))
+
+
+def test_greedy_and_filters():
+    logits = torch.tensor([[0.1, 3.0, 2.9, -1.0]])
+    seeds = torch.tensor([1])
+    assert sample(logits, SamplingParams(temperature=0.0), seeds, 0, 0).item() == 1
+    picks = {sample(logits, SamplingParams(1.0, top_k=2), torch.tensor([s]), 0, 0).item() for s in range(200)}
+    assert picks == {1, 2}
+    picks = {sample(logits, SamplingParams(1.0, top_p=0.3), torch.tensor([s]), 0, 0).item() for s in range(200)}
+    assert picks == {1}
+
+
+def test_draws_follow_the_softmax():
+    logits = torch.tensor([1.0, 0.0, -1.0, 2.0])
+    n = 20000
+    tokens = sample(logits.expand(n, 4).clone(), SamplingParams(0.8), torch.arange(n), 0, 7)
+    freq = torch.bincount(tokens, minlength=4).float() / n
+    expected = torch.softmax(logits / 0.8, dim=0)
+    assert (freq - expected).abs().max().item() < 4 * math.sqrt(0.25 / n)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(temperature=-1.0), "temperature -1.0 is out of range"),
+    (dict(temperature=float("nan")), "temperature nan is out of range"),
+    (dict(temperature=2.5), "temperature 2.5 is out of range"),
+    (dict(top_k=-3), "top_k -3 must be an integer >= 0"),
+    (dict(top_p=2.0), r"top_p 2.0 must be in \[0, 1\]"),
+])
+def test_bad_settings(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        SamplingParams(**kwargs)
