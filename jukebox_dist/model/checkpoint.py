@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -27,20 +28,24 @@ CONV1D_SUFFIXES = (".mlp.c_fc.weight", ".mlp.c_proj.weight", ".attn.c_proj.weigh
 _LIST_LIMIT = 12
 
 
-def read_state_dict(folder: Path) -> dict[str, Tensor]:
-    """All tensors of the checkpoint in `folder`, whichever HF layout it uses."""
+Keep = Callable[[str], bool]
+
+
+def read_state_dict(folder: Path, keep: Keep | None = None) -> dict[str, Tensor]:
+    """The tensors of the checkpoint in `folder` (those `keep` accepts), whichever HF layout it uses."""
+    keep = keep or (lambda key: True)
     for name in INDEX_FILES:
         index = folder / name
         if index.is_file():
-            return _read_sharded(index)
+            return _read_sharded(index, keep)
     for name in WEIGHT_FILES:
         path = folder / name
         if path.is_file():
-            return _read_file(path)
+            return _read_file(path, keep)
     raise CheckpointError(f"{folder}: no weights found; expected one of {', '.join(WEIGHT_FILES + INDEX_FILES)}")
 
 
-def _read_sharded(index: Path) -> dict[str, Tensor]:
+def _read_sharded(index: Path, keep: Keep) -> dict[str, Tensor]:
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         if not isinstance(weight_map, dict):
@@ -49,13 +54,14 @@ def _read_sharded(index: Path) -> dict[str, Tensor]:
         raise CheckpointError(f"{index}: not a valid checkpoint index (expected JSON with a 'weight_map' "
                               f"object of tensor name -> shard file): {exc}") from None
     state: dict[str, Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
+    weight_map = {k: v for k, v in weight_map.items() if keep(k)}
+    for shard in sorted(set(weight_map.values())):  # only the shards that hold wanted tensors
         path = index.parent / shard
         if Path(shard).is_absolute() or ".." in Path(shard).parts:
             raise CheckpointError(f"{index}: shard path {shard!r} must be a file name inside {index.parent}")
         if not path.is_file():
             raise CheckpointError(f"{path}: shard listed in {index.name} is missing")
-        state.update(_read_file(path))
+        state.update(_read_file(path, keep))
     missing = sorted(set(weight_map) - set(state))
     if missing:
         raise CheckpointError(f"{index}: {len(missing)} tensors listed but not found in their shards: "
@@ -63,12 +69,14 @@ def _read_sharded(index: Path) -> dict[str, Tensor]:
     return state
 
 
-def _read_file(path: Path) -> dict[str, Tensor]:
+def _read_file(path: Path, keep: Keep) -> dict[str, Tensor]:
     try:
         if path.name.endswith(".safetensors"):
-            from safetensors.torch import load_file
-            return load_file(str(path))
+            from safetensors import safe_open
+            with safe_open(str(path), framework="pt") as f:  # reads only the tensors asked for
+                return {k: f.get_tensor(k) for k in f.keys() if keep(k)}
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = {k: v for k, v in state.items() if keep(k)} if isinstance(state, dict) else state
     except Exception as exc:  # safetensors, pickle and zip errors differ by version; the file is what matters
         raise CheckpointError(f"{path}: cannot read weights ({type(exc).__name__}: {exc}); "
                               "the file is missing, truncated or not a checkpoint") from None
@@ -106,6 +114,8 @@ def from_reference(ref: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor
     out = {k: (v.t() if k.endswith(CONV1D_SUFFIXES) else v) for k, v in ref.items()}
     for prefix, kind in _attention_kinds(model).items():
         p = prefix + "."
+        if p + "c_attn.weight" not in out:  # a part that was not loaded (see load_reference's `parts`)
+            continue
         if kind is AttentionKind.CROSS:
             q, qb = out.pop(p + "c_attn.weight").t(), out.pop(p + "c_attn.bias")
             k, v = out.pop(p + "c_enc_kv.weight").t().chunk(2, dim=0)
@@ -128,9 +138,10 @@ def tied_keys(model: nn.Module) -> set[str]:
     return tied
 
 
-def check_layout(ref: dict[str, Tensor], model: nn.Module, source: str) -> None:
-    """One error naming every missing, unexpected and mis-shaped tensor."""
-    expected = {k: tuple(v.shape) for k, v in to_reference(model.state_dict(), model).items()}
+def check_layout(ref: dict[str, Tensor], model: nn.Module, source: str, keep: Keep | None = None) -> None:
+    """One error naming every missing, unexpected and mis-shaped tensor (among those `keep` accepts)."""
+    expected = {k: tuple(v.shape) for k, v in to_reference(model.state_dict(), model).items()
+                if keep is None or keep(k)}
     optional = tied_keys(model)
     missing = sorted(set(expected) - set(ref) - optional)
     unexpected = sorted(set(ref) - set(expected))
@@ -144,16 +155,20 @@ def check_layout(ref: dict[str, Tensor], model: nn.Module, source: str) -> None:
         raise CheckpointError("\n".join(parts))
 
 
-def load_reference(model: nn.Module, folder: Path) -> None:
-    """Read the HF-layout weights in `folder` into `model` (which may live on the meta device)."""
-    ref = read_state_dict(folder)
-    check_layout(ref, model, str(folder))
-    for key in tied_keys(model):
+def load_reference(model: nn.Module, folder: Path, parts: Sequence[str] | None = None) -> None:
+    """Read the HF-layout weights in `folder` into `model` (which may live on the meta device). With `parts`
+    (module names such as "vqvae", "priors.1"), only those are read: an actor that hosts one prior does not
+    read the other priors' gigabytes."""
+    keep = None if parts is None else (lambda key: any(key.startswith(p + ".") for p in parts))
+    ref = read_state_dict(folder, keep)
+    check_layout(ref, model, str(folder), keep)
+    tied = {k for k in tied_keys(model) if keep is None or keep(k)}
+    for key in tied:
         ref.pop(key, None)
     ours = from_reference(ref, model)
-    for key in tied_keys(model):  # same tensor under both names; re-tied below
+    for key in tied:  # same tensor under both names; re-tied below
         ours[key] = ours[key.replace("fc_proj_out", "embed_tokens")]
-    model.load_state_dict(ours, strict=True, assign=True)
+    model.load_state_dict(ours, strict=parts is None, assign=True)
     tie_weights(model)
     log.info("loaded %d tensors from %s", len(ref), folder)
 

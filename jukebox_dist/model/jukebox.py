@@ -30,10 +30,11 @@ class Jukebox(nn.Module):
         self.priors = nn.ModuleList(Prior(p, config.raw_to_tokens(i)) for i, p in enumerate(config.priors))
 
     @classmethod
-    def from_pretrained(cls, path_or_preset: str | Path, *, seed: int = 0,
-                        device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Jukebox:
+    def from_pretrained(cls, path_or_preset: str | Path, *, seed: int = 0, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None, parts: Sequence[str] | None = None) -> Jukebox:
         """A folder in the Hugging Face layout (config.json + weights), a hub id (downloaded with
-        huggingface_hub where it is installed), or a preset: `tiny` / `tiny5b` build a seeded random model."""
+        huggingface_hub where it is installed), or a preset: `tiny` / `tiny5b` build a seeded random model.
+        `parts` ("vqvae", "priors.0", ...) loads only those modules; the others stay on the meta device."""
         name = str(path_or_preset)
         if name in TINY_PRESETS:
             model = cls.random(tiny_config(TINY_PRESETS[name]), seed=seed)
@@ -42,9 +43,11 @@ class Jukebox(nn.Module):
             config = JukeboxConfig.from_json(folder / "config.json")
             with torch.device("meta"):
                 model = cls(config)
-            checkpoint.load_reference(model, folder)
-        model.priors.to(device=device, dtype=dtype)
-        model.vqvae.to(device=device)  # the VQ-VAE always runs in float32, like the reference
+            checkpoint.load_reference(model, folder, parts)
+        for part in parts or ("vqvae", *(f"priors.{i}" for i in range(len(model.priors)))):
+            module = model.get_submodule(part)
+            # The VQ-VAE always runs in float32, like the reference; priors take `dtype`.
+            module.to(device=device, dtype=None if part == "vqvae" else dtype)
         return model.eval()
 
     @classmethod

@@ -18,6 +18,7 @@ from jukebox_dist.model.config import PriorConfig
 from jukebox_dist.model.transformer import ConditionalAutoregressive
 
 Labels = Tensor | Sequence[Tensor]
+PerRow = int | Sequence[int]  # one value for the whole batch, or one per row
 
 
 @dataclass
@@ -56,11 +57,12 @@ class Prior(nn.Module):
                 add_cond_after=not untied, tie_output=not untied)
 
     # ---- conditioning -------------------------------------------------------------------------------
-    def metadata(self, labels: Labels, *, total_length: int, start: int = 0,
+    def metadata(self, labels: Labels, *, total_length: PerRow, start: PerRow = 0,
                  offset: int = 0) -> tuple[Tensor, Tensor | None]:
         """Per-row metadata (B, 4 + max_nb_genres) and lyric window (B, n_lyr) for a window starting at token
         `start` (plus `offset` tokens, as the reference's get_metadata) of a song of `total_length` samples.
-        Each row uses its own lyrics (the reference uses row 0's for every row)."""
+        Each row uses its own lyrics (the reference uses row 0's for every row); `total_length` and `start`
+        may be one number or one per row, so a batch can mix windows of different songs."""
         rows = label_rows(labels)
         n_head = 4 + self.cfg.max_nb_genres
         for i, row in enumerate(rows):
@@ -68,8 +70,8 @@ class Prior(nn.Module):
                 raise ValueError(f"labels row {i} has {row.numel()} entries; expected at least {n_head} "
                                  f"(3 placeholders, artist, {self.cfg.max_nb_genres} genre slots)")
         meta = torch.stack([row[:n_head] for row in rows]).clone()
-        meta[:, 0] = total_length
-        meta[:, 1] = int(offset * self.raw_to_tokens) + int(start * self.raw_to_tokens)
+        meta[:, 0] = torch.as_tensor(total_length, dtype=torch.long)
+        meta[:, 1] = int(offset * self.raw_to_tokens) + torch.as_tensor(start, dtype=torch.long) * self.raw_to_tokens
         meta[:, 2] = self.cfg.n_ctx * self.raw_to_tokens
         if not self.cfg.has_lyrics:
             return meta, None
@@ -78,7 +80,7 @@ class Prior(nn.Module):
             for i, row in enumerate(rows)])
         return meta, lyrics
 
-    def condition(self, labels: Labels, *, total_length: int, start: int = 0, offset: int = 0,
+    def condition(self, labels: Labels, *, total_length: PerRow, start: PerRow = 0, offset: int = 0,
                   upper: Tensor | None = None) -> WindowConditioning:
         meta, lyrics = self.metadata(labels, total_length=total_length, start=start, offset=offset)
         dtype = self.prior.embed_tokens.weight.dtype

@@ -35,10 +35,11 @@ class LevelSettings:
 
 @torch.no_grad()
 def sample_window(prior: Prior, wc: WindowConditioning, known: Tensor, n_new: int, params: SamplingParams,
-                  seeds: Tensor, first_index: int, *, chunk_size: int = 128,
+                  seeds: Tensor, first_index: int | Tensor, *, chunk_size: int = 128,
                   on_token: Callable[[], None] | None = None) -> Tensor:
     """Sample `n_new` tokens after `known` (B, K), the tokens the window already has from its start, which is
-    token `first_index` of the song at this level. Returns (B, n_new)."""
+    token `first_index` (one number, or (B,) for rows from different places of their songs) of the song at
+    this level. Returns (B, n_new)."""
     batch, k = known.shape
     p, shift, level = prior.prefix_len, prior.vocab_shift, prior.cfg.level
     device = wc.prefix.device
@@ -49,6 +50,7 @@ def sample_window(prior: Prior, wc: WindowConditioning, known: Tensor, n_new: in
     for pos in range(0, p + k, chunk_size):  # prefill: only the cache matters, not the outputs
         prior.run(seq, pos, min(chunk_size, p + k - pos), wc, cache)
     seeds = seeds.to(device)
+    first_index = torch.as_tensor(first_index, dtype=torch.int64, device=device)
     for i in range(n_new):
         j = p + k + i
         logits = prior.music_logits(prior.run(seq, j, 1, wc, cache))[:, 0]  # (B, music_bins)

@@ -209,3 +209,14 @@ def test_reference_config_json_reads_back(hf_jukebox, tmp_path):
         data[f"prior_{i}"] = prior
     (tmp_path / "config.json").write_text(json.dumps(data))
     assert JukeboxConfig.from_json(tmp_path / "config.json").priors == cfg.priors
+
+
+def test_loading_only_some_parts(tiny_dir):
+    """An actor that hosts one prior reads only that prior's tensors; the rest stays on the meta device."""
+    model, folder = tiny_dir
+    part = Jukebox.from_pretrained(folder, parts=["priors.1", "vqvae"])
+    assert all(p.device.type == "meta" for p in part.priors[0].parameters())
+    assert all(p.device.type == "meta" for p in part.priors[2].parameters())
+    for name, tensor in part.priors[1].state_dict().items():
+        assert torch.equal(tensor, model.priors[1].state_dict()[name]), name
+    assert torch.equal(part.vqvae.bottleneck.level_blocks[0].codebook, model.vqvae.bottleneck.level_blocks[0].codebook)
