@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 demo: venv
-	$(VENV)/bin/jukebox-dist demo
+	$(VENV)/bin/jukebox-dist run jobs/tiny.yaml
 
 test: venv
 	$(PY) -m pytest -q

@@ -1,9 +1,10 @@
 """The `jukebox-dist` command line.
 
 Subcommands:
-    demo    build the tiny random model and round-trip a test tone through its VQ-VAE, level by level.
-
-More come with the job runner (sample, run, validate). Errors a user can fix (`JukeboxError`) end with one
+    run       run a job manifest on Ray (the cluster of `ray job submit`, or a local one)
+    validate  check a manifest and print its plan, loading no weights
+    sample    one song in one process, no Ray
+Errors a user can fix (`JukeboxError`) end with one
 line on stderr and exit status 2; anything else is a bug and keeps its traceback.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import re
 import sys
@@ -19,25 +19,11 @@ from pathlib import Path
 from typing import Sequence
 
 from jukebox_dist import __version__
-from jukebox_dist.errors import AudioError, InputError, JukeboxError
+from jukebox_dist.errors import InputError, JukeboxError
 
 log = logging.getLogger(__name__)
 
-TONE_SECONDS = 0.5
-TONE_HZ = 440.0
-TONE_AMPLITUDE = 0.5
-TONE_FILE = "tone.wav"
 PRIOR_NAMES = ("top", "middle", "bottom")  # model.priors order
-
-
-def recon_file(level: int) -> str:
-    """Name of the WAV file holding the reconstruction from VQ-VAE level `level` (0 is the finest)."""
-    return f"recon_level{level}.wav"
-
-
-def tone_length(sampling_rate: int, hop: int, seconds: float = TONE_SECONDS) -> int:
-    """Audio samples in the test tone: `seconds` rounded up to a whole number of top-level hops."""
-    return math.ceil(seconds * sampling_rate / hop) * hop
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,24 +35,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level instead of INFO")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    demo = sub.add_parser(
-        "demo",
-        help="build the tiny random model and round-trip a test tone through its VQ-VAE",
-        description="Build the tiny random model, encode a 0.5 s 440 Hz tone with its VQ-VAE and decode "
-        "it again from each level. Shows that the model package works end to end in seconds on a CPU.",
-    )
-    demo.add_argument(
-        "--out",
-        type=Path,
-        metavar="DIR",
-        help=f"write {TONE_FILE} and {recon_file(0)}, {recon_file(1)}, ... here (created if missing)",
-    )
-    demo.set_defaults(func=run_demo)
     add_sample_parser(sub)
+    run = sub.add_parser("run", help="run a job manifest: on the Ray cluster of `ray job submit`, or a local Ray",
+                         description="Generate everything MANIFEST asks for that its output folder does not hold "
+                         "yet. Inside `ray job submit` it uses that cluster; alone it starts a local Ray "
+                         "(dashboard on 127.0.0.1). Re-running a finished manifest writes nothing new; re-running "
+                         "a killed one finishes only what is missing.")
+    run.add_argument("manifest", help="the job's YAML manifest")
+    run.add_argument("--local", action="store_true",
+                     help="run the workers in this process, without Ray (for debugging small jobs)")
+    run.set_defaults(func=run_manifest)
+    validate = sub.add_parser("validate", help="check a manifest and print its plan; loads no weights",
+                              description="Check everything that can be checked without a GPU (fields, files, "
+                              "artists and genres, lengths) and print the plan: samples, tokens and windows "
+                              "per level, a time estimate. Writes nothing.")
+    validate.add_argument("manifest")
+    validate.set_defaults(func=lambda args: _validate(args.manifest))
     return parser
 
 
+def run_manifest(args: argparse.Namespace) -> int:
+    from jukebox_dist.runtime.runner import run_job
+
+    summary = run_job(args.manifest, executor="local" if args.local else "ray")
+    log.info("output: %s (audio/, samples/*.parquet, ledger/)", summary["output"])
+    return 0 if summary["failed"] == 0 else 1
+
+
+def _validate(path: str) -> int:
+    from jukebox_dist.job.plan import validate_command
+
+    return validate_command(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script; also `python -m jukebox_dist.cli`."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -89,7 +92,7 @@ def setup_logging(level: int) -> None:
     logging.getLogger("jukebox_dist").setLevel(level)
 
 
-# --------------------------------------------------------------------------------------------- demo
+# --------------------------------------------------------------------------------------------- shared
 
 
 def prepare_out_dir(out: Path) -> Path:
@@ -111,73 +114,6 @@ def out_path(out_dir: Path, name: str) -> Path:
     if path.parent != out_dir:
         raise InputError(f"refusing to write {name!r}: it is not a plain file name inside {out_dir}")
     return path
-
-
-def write_wav(path: Path, audio, sampling_rate: int) -> None:
-    """Write a (T, 1) float array as 32-bit float WAV, via a temporary name so no half-written file stays."""
-    import soundfile
-
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        soundfile.write(str(tmp), audio, sampling_rate, subtype="FLOAT", format="WAV")
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # soundfile raises its LibsndfileError, a RuntimeError
-        tmp.unlink(missing_ok=True)
-        raise AudioError(f"cannot write {path}: {exc}") from None
-
-
-def count_parameters(module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    # Check the output folder before any model work, so a bad --out fails at once.
-    out_dir = prepare_out_dir(args.out) if args.out is not None else None
-
-    import torch
-
-    from jukebox_dist.model import Jukebox
-
-    log.info("building the tiny preset: a seeded RANDOM model, not trained weights")
-    model = Jukebox.from_pretrained("tiny")
-    model.eval()
-
-    log.info("parameters: vqvae %s", f"{count_parameters(model.vqvae):,}")
-    for p, prior in enumerate(model.priors):
-        name = PRIOR_NAMES[p] if p < len(PRIOR_NAMES) else "?"
-        log.info("parameters: priors[%d] (%s) %s", p, name, f"{count_parameters(prior):,}")
-
-    sampling_rate = int(model.config.sampling_rate)
-    hop_lengths = list(model.vqvae.hop_lengths)
-    n = tone_length(sampling_rate, hop_lengths[-1])
-    t = torch.arange(n, dtype=torch.float64) / sampling_rate  # float64 phase: exact to float32 rounding
-    audio = (TONE_AMPLITUDE * torch.sin(2 * math.pi * TONE_HZ * t)).float().reshape(1, n, 1)  # (B, T, 1)
-    log.info("test tone: %.0f Hz, %d samples at %d Hz (%.3f s, a multiple of the top hop %d)",
-             TONE_HZ, n, sampling_rate, n / sampling_rate, hop_lengths[-1])
-
-    with torch.no_grad():
-        codes = model.vqvae.encode(audio)  # [(B, T / hop_l)] finest level first
-        for level, (c, hop) in enumerate(zip(codes, hop_lengths)):
-            log.info("level %d: hop %d, codes %s, %s", level, hop, tuple(c.shape), str(c.dtype).replace("torch.", ""))
-        recons = []
-        for level in range(len(codes)):
-            recon = model.vqvae.decode(codes[level:level + 1], start_level=level)  # (B, T, 1)
-            m = min(recon.shape[1], n)
-            rms = torch.sqrt(torch.mean((recon[:, :m] - audio[:, :m]) ** 2)).item()
-            log.info("level %d: reconstruction %s, RMS error %.4f (tone RMS %.4f)",
-                     level, tuple(recon.shape), rms, TONE_AMPLITUDE / math.sqrt(2))
-            recons.append(recon)
-
-    if out_dir is not None:
-        write_wav(out_path(out_dir, TONE_FILE), audio[0].numpy(), sampling_rate)
-        for level, recon in enumerate(recons):
-            write_wav(out_path(out_dir, recon_file(level)), recon[0].float().numpy(), sampling_rate)
-        log.info("wrote %s and %d reconstructions to %s", TONE_FILE, len(recons), out_dir)
-
-    log.info("this was a RANDOM tiny model, so the reconstructions are noise-like and the errors large; "
-             "it shows the model package runs end to end")
-    log.info("the batch job runner (manifests, Ray workers, Parquet output) is not built yet")
-    return 0
 
 
 # --------------------------------------------------------------------------------------------- sample
@@ -307,3 +243,7 @@ class ProgressBar:
         elif percent // 10 != self.last.get(level, -1) // 10 or done >= total:
             self.last[level] = percent
             log.info("%s: %d/%d tokens (%d%%)", name, done, total, percent)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,78 +1,45 @@
-"""The command line: `jukebox-dist demo` end to end on the tiny model, and user errors without tracebacks."""
-
+"""The command line: `run` and `validate` of manifests, and user errors without tracebacks."""
 from __future__ import annotations
 
-import logging
-import math
+import pyarrow.parquet as pq
+import yaml
 
-import numpy as np
-import pytest
-import soundfile
+from jukebox_dist.cli import main
 
-from jukebox_dist.cli import TONE_AMPLITUDE, TONE_FILE, TONE_HZ, main, recon_file
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    from jukebox_dist.model import Jukebox
-
-    return Jukebox.from_pretrained("tiny")
+SMALL = {
+    "name": "cli", "model": "tiny", "mode": "ancestral",
+    "sampling": {"batch": {"top": 2, "middle": 2, "bottom": 2}},
+    "songs": [{"artist": "Zac Brown Band", "genres": ["country"], "lyrics": "hey", "seconds": 0.15, "seed": 3}],
+}
 
 
-def test_demo_writes_tone_and_reconstructions(tmp_path, caplog, tiny):
-    out = tmp_path / "new" / "demo"  # missing parents are created
-    with caplog.at_level(logging.INFO, logger="jukebox_dist"):
-        assert main(["demo", "--out", str(out)]) == 0
-
-    sr = tiny.config.sampling_rate
-    hops = list(tiny.vqvae.hop_lengths)
-    n = math.ceil(0.5 * sr / hops[-1]) * hops[-1]  # 0.5 s rounded up to whole top-level hops
-
-    tone, tone_sr = soundfile.read(out / TONE_FILE, dtype="float32", always_2d=True)
-    assert tone_sr == sr
-    assert tone.shape == (n, 1)
-    expected = TONE_AMPLITUDE * np.sin(2 * np.pi * TONE_HZ * np.arange(n) / sr)
-    np.testing.assert_allclose(tone[:, 0], expected, atol=1e-6)
-
-    for level in range(len(hops)):
-        recon, recon_sr = soundfile.read(out / recon_file(level), dtype="float32", always_2d=True)
-        assert recon_sr == sr
-        assert recon.shape == (n, 1), f"level {level}"
-        assert np.isfinite(recon).all(), f"level {level}"
-    assert sorted(p.name for p in out.iterdir()) == sorted([TONE_FILE, *(recon_file(l) for l in range(len(hops)))])
-
-    text = caplog.text
-    for level in range(len(hops)):
-        assert f"level {level}: reconstruction" in text
-    assert "RANDOM tiny model" in text
-    assert "job runner" in text and "not built yet" in text
+def _write(tmp_path, data) -> str:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({**data, "output": str(tmp_path / "out")}))
+    return str(path)
 
 
-def test_demo_without_out_writes_nothing(tmp_path, monkeypatch, tiny):
-    monkeypatch.chdir(tmp_path)
-    assert main(["demo"]) == 0
-    assert list(tmp_path.iterdir()) == []
+def test_validate_then_run_local(tmp_path, capsys):
+    path = _write(tmp_path, SMALL)
+    assert main(["validate", path]) == 0
+    assert not (tmp_path / "out").exists(), "validate writes nothing"
+    assert main(["run", path, "--local"]) == 0
+    rows = pq.read_table(str(tmp_path / "out" / "samples")).to_pylist()
+    assert [r["sample_id"] for r in rows] == ["00000-000"] and rows[0]["status"] == "ok"
+    assert main(["run", path, "--local"]) == 0  # finished: nothing new
+    assert len(pq.read_table(str(tmp_path / "out" / "samples")).to_pylist()) == 1
 
 
-@pytest.mark.parametrize("make_bad", ["file", "under_file"])
-def test_demo_bad_out_is_a_one_line_error(tmp_path, capsys, make_bad):
-    afile = tmp_path / "taken.wav"
-    afile.write_bytes(b"not a directory")
-    bad = afile if make_bad == "file" else afile / "sub"
-
-    assert main(["demo", "--out", str(bad)]) == 2
-
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("jukebox-dist demo: error: --out ")
-    assert str(bad) in lines[0]
-    assert "not a directory" in lines[0].lower()
-    assert "Traceback" not in err
-    assert afile.read_bytes() == b"not a directory"  # left untouched
+def test_bad_manifest_is_one_clear_line(tmp_path, capsys):
+    path = _write(tmp_path, {**SMALL, "colour": "blue"})
+    for command in (["validate", path], ["run", path, "--local"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "colour" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
-def test_usage_errors_return_2(capsys):
-    assert main([]) == 2
-    assert main(["no-such-command"]) == 2
-    assert "usage: jukebox-dist" in capsys.readouterr().err
+def test_missing_manifest_and_usage_errors(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+    assert main(["frobnicate"]) == 2

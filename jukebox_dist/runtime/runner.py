@@ -1,0 +1,113 @@
+"""Run a manifest: plan it, open its output, start the worker pools (Ray or this process), schedule, store."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from jukebox_dist import __version__
+from jukebox_dist.job.manifest import Manifest, load_manifest
+from jukebox_dist.job.plan import SampleSpec, check_against_model, load_model_config, load_songs, make_plan
+from jukebox_dist.output.store import OutputStore
+from jukebox_dist.runtime.actors import LocalExecutor, PoolSpec, RayExecutor
+from jukebox_dist.runtime.scheduler import DECODER_POOL, LEVEL_POOLS, Finished, SampleJob, Scheduler, settings_for
+from jukebox_dist.runtime.workers import DecoderWorker, PriorWorker
+
+log = logging.getLogger(__name__)
+
+
+def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
+    """Everything a manifest asks for that is not in its output folder yet. `executor`: "ray" (the cluster of
+    the Ray job this runs in, the manifest's ray.address, or a new local Ray) or "local" (this process)."""
+    manifest = load_manifest(path)
+    songs = load_songs(manifest)
+    config, tokenizer = load_model_config(manifest.model)
+    check_against_model(manifest, songs, config, tokenizer)  # every check before any model loads
+    plan = make_plan(manifest, config, tokenizer)
+    store = OutputStore(manifest.output, manifest.name)
+    store.write_job(manifest.model_dump(mode="json"))
+    levels = [LEVEL_POOLS.index(str(getattr(lvl, "value", lvl))) for lvl in manifest.levels]
+    jobs = [_sample_job(spec, manifest, tokenizer) for spec in plan.samples]
+    batch = [manifest.sampling.batch.top, manifest.sampling.batch.middle, manifest.sampling.batch.bottom]
+    top_actors = manifest.resources.top_prior.actors
+    settings = settings_for(config, levels, batch, max_active=max(4, 2 * batch[0] * top_actors))
+    pools = _pools(manifest, levels)
+    if executor == "local":
+        runner = LocalExecutor(pools)
+    else:
+        _init_ray(manifest)
+        runner = RayExecutor(pools)
+    temps = _temperatures(manifest)
+
+    def store_finished(done: list[Finished]) -> None:
+        rows = [_row(f, manifest, temps, config.sampling_rate) for f in done]
+        store.write_samples(rows, [f.audio for f in done], config.sampling_rate, manifest.audio_format.value
+                            if hasattr(manifest.audio_format, "value") else manifest.audio_format)
+
+    log.info("job %s: %d samples, levels %s, output %s", manifest.name, len(jobs),
+             [LEVEL_POOLS[lvl] for lvl in levels], manifest.output)
+    summary = Scheduler(jobs, settings, runner, store, store_finished).run()
+    summary["output"] = str(manifest.output)
+    return summary
+
+
+def _sample_job(spec: SampleSpec, manifest: Manifest, tokenizer) -> SampleJob:
+    ids = tokenizer(spec.artist, list(spec.genres), spec.lyrics)["input_ids"]
+    mode = str(getattr(manifest.mode, "value", manifest.mode))
+    return SampleJob(spec.sample_id, spec.seed, spec.total_length, tuple(tuple(row[0].tolist()) for row in ids),
+                     mode, spec.prime or spec.codes, spec.prime_seconds, spec.take, spec.song_id, spec.artist,
+                     tuple(spec.genres), spec.lyrics)
+
+
+def _temperatures(manifest: Manifest) -> list[float]:
+    t = manifest.sampling.temperature
+    return [float(t)] * 3 if isinstance(t, (int, float)) else [float(x) for x in t]
+
+
+def _pools(manifest: Manifest, levels: list[int]) -> dict[str, PoolSpec]:
+    res = manifest.resources
+    temps = _temperatures(manifest)
+    s = manifest.sampling
+    pools = {}
+    for lvl in levels:
+        r = res.top_prior if lvl == 0 else getattr(res.upsamplers, LEVEL_POOLS[lvl])
+        device = "cuda" if r.gpus > 0 else "cpu"
+        pools[LEVEL_POOLS[lvl]] = PoolSpec(
+            PriorWorker, dict(model=manifest.model, level=lvl, temperature=temps[lvl], top_k=s.top_k, top_p=s.top_p,
+                              chunk_size=s.chunk_size, device=device, dtype="bfloat16" if r.gpus > 0 else None,
+                              threads=max(1, int(r.cpus))),
+            actors=r.actors, cpus=r.cpus, gpus=r.gpus)
+    d = res.decoders
+    pools[DECODER_POOL] = PoolSpec(DecoderWorker, dict(model=manifest.model, device="cuda" if d.gpus > 0 else "cpu",
+                                                       threads=max(1, int(d.cpus))),
+                                   actors=d.actors, cpus=d.cpus, gpus=d.gpus)
+    return pools
+
+
+def _init_ray(manifest: Manifest) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = manifest.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:  # inside `ray job submit`, RAY_ADDRESS names the cluster
+        ray.init(address=address, log_to_driver=True)
+        log.info("connected to the Ray cluster at %s", address)
+    else:
+        ray.init(dashboard_host=manifest.ray.dashboard_host, include_dashboard=False, log_to_driver=True)
+        log.info("started a local Ray instance (resources %s)", ray.cluster_resources())
+
+
+def _row(f: Finished, manifest: Manifest, temps: list[float], sample_rate: int) -> dict[str, Any]:
+    job = f.job
+    spec_codes = {name: f.codes[i] if i < len(f.codes) else [] for i, name in enumerate(LEVEL_POOLS)}
+    return {
+        "job": manifest.name, "sample_id": job.sample_id, "song_id": job.song_id, "artist": job.artist,
+        "genres": list(job.genres), "lyrics": job.lyrics, "seed": job.seed,
+        "seconds": job.total_length / sample_rate, "total_length": job.total_length, "sample_rate": sample_rate,
+        "mode": job.mode, "model": manifest.model, "temperature": temps, "top_k": manifest.sampling.top_k,
+        "top_p": manifest.sampling.top_p, "codes_top": spec_codes["top"], "codes_middle": spec_codes["middle"],
+        "codes_bottom": spec_codes["bottom"], "status": "ok" if f.error is None else "error", "error": f.error,
+        "seconds_top": f.level_seconds.get(0), "seconds_middle": f.level_seconds.get(1),
+        "seconds_bottom": f.level_seconds.get(2), "package_version": __version__,
+    }
