@@ -65,7 +65,14 @@ class Jukebox(nn.Module):
                             p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
                         else:
                             p.copy_(scale * torch.randn(p.shape, generator=gen) * (5.0 if "embed" in name else 1.0))
-            _init_codebooks(model.vqvae, _noise_audio(config, gen), gen)
+            # Encoding with another thread count rounds differently: fix it, so every process (an actor with
+            # one thread, a test with two) builds bit-identical codebooks from the same seed.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                _init_codebooks(model.vqvae, _noise_audio(config, gen), gen)
+            finally:
+                torch.set_num_threads(threads)
         return model.eval()
 
     # ---- sampling (the algorithms live in jukebox_dist.sampling; these are the public entry points) ----------

@@ -124,4 +124,7 @@ class DecoderWorker:
         from jukebox_dist.output.codes import load_codes
         codes, _ = load_codes(path, self.model)
         row = take if codes[0].shape[0] > 1 else 0
-        return sample_id, [c[row].tolist() if c.shape[1] else [] for c in codes]
+        kept = [c[row].tolist() if c.shape[1] else [] for c in codes]
+        if mode == "upsample":  # the upsampler levels are sampled afresh under the saved top level
+            kept = kept[:1] + [[] for _ in kept[1:]]
+        return sample_id, kept
