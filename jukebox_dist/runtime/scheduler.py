@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -101,6 +101,7 @@ class Scheduler:
         self.ledger = store.codes_so_far(store.load_windows())
         self.active: dict[str, _State] = {}
         self.inflight: dict[int, tuple[str, Any, int]] = {}  # handle -> (kind, payload, attempt)
+        self.retries: deque[tuple[str, str, tuple, int]] = deque()  # resubmitted when their pool has room
         self.stats = {lvl: [0, 0, 0.0] for lvl in range(len(settings.n_ctx))}  # windows, tokens, first start
         self.n_done = self.n_failed = 0
         self.started = time.time()
@@ -145,6 +146,12 @@ class Scheduler:
                                                             job.prime_seconds, job.take, job.total_length))
 
     def _dispatch(self) -> None:
+        for _ in range(len(self.retries)):
+            pool, method, args, attempt = self.retries.popleft()
+            if self.executor.free_slots(pool) > 0:
+                self._submit(pool, method, args, attempt)
+            else:
+                self.retries.append((pool, method, args, attempt))
         for lvl in sorted(self.settings.levels, reverse=True):  # finish samples first: lower levels lead
             pool = LEVEL_POOLS[lvl]
             while self.executor.free_slots(pool) > 0:
@@ -204,7 +211,12 @@ class Scheduler:
             if attempt < self.settings.max_retries:
                 log.warning("%s.%s failed (%s: %s); retrying (%d/%d)", pool, method, type(error).__name__, error,
                             attempt + 1, self.settings.max_retries)
-                self._submit(pool, method, args, attempt + 1)
+                self.retries.append((pool, method, args, attempt + 1))
+                return
+            if method == "sample" and len(args[0]) > 1:
+                # One bad row should not sink its batch-mates: give each task one more try on its own.
+                for task in args[0]:
+                    self.retries.append((pool, method, ([task],), attempt))
                 return
             ids = [t.sample_id for t in args[0]] if method == "sample" else [args[0]]
             for sample_id in ids:

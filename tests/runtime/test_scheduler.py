@@ -126,3 +126,4 @@ def test_a_failing_window_is_retried_then_recorded_as_an_error(tmp_path, monkeyp
     rows = {r["sample_id"]: r for r in _rows(tmp_path / "out")}
     assert rows["00001-000"]["status"] == "error" and "GPU fell off the bus" in rows["00001-000"]["error"]
     assert rows["00001-000"]["audio_path"] is None
+    assert rows["00000-000"]["status"] == rows["00000-001"]["status"] == "ok", "batch-mates of a bad row survive"
