@@ -37,7 +37,7 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
     else:
         _init_ray(manifest)
         runner = RayExecutor(pools)
-    temps = _temperatures(manifest)
+    temps = manifest.sampling.temperatures()
 
     def store_finished(done: list[Finished]) -> None:
         rows = [_row(f, manifest, temps, config.sampling_rate) for f in done]
@@ -59,14 +59,9 @@ def _sample_job(spec: SampleSpec, manifest: Manifest, tokenizer) -> SampleJob:
                      tuple(spec.genres), spec.lyrics)
 
 
-def _temperatures(manifest: Manifest) -> list[float]:
-    t = manifest.sampling.temperature
-    return [float(t)] * 3 if isinstance(t, (int, float)) else [float(x) for x in t]
-
-
 def _pools(manifest: Manifest, levels: list[int]) -> dict[str, PoolSpec]:
     res = manifest.resources
-    temps = _temperatures(manifest)
+    temps = manifest.sampling.temperatures()
     s = manifest.sampling
     pools = {}
     for lvl in levels:
