@@ -43,3 +43,10 @@ def test_missing_manifest_and_usage_errors(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
     assert main(["frobnicate"]) == 2
+
+
+def test_tensor_parallel_is_refused_until_it_exists(tmp_path, capsys):
+    path = _write(tmp_path, {**SMALL, "resources": {"top_prior": {"tensor_parallel": 2, "gpus": 1}}})
+    assert main(["run", path, "--local"]) == 2
+    assert "tensor_parallel=2: tensor-parallel top-prior groups are not available" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from jukebox_dist import __version__
+from jukebox_dist.errors import InputError
 from jukebox_dist.job.manifest import Manifest, load_manifest
 from jukebox_dist.job.plan import SampleSpec, check_against_model, load_model_config, load_songs, make_plan
 from jukebox_dist.output.store import OutputStore
@@ -23,6 +24,10 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
     songs = load_songs(manifest)
     config, tokenizer = load_model_config(manifest.model)
     check_against_model(manifest, songs, config, tokenizer)  # every check before any model loads
+    if manifest.resources.top_prior.tensor_parallel > 1:
+        raise InputError(f"{path}: resources.top_prior.tensor_parallel="
+                         f"{manifest.resources.top_prior.tensor_parallel}: tensor-parallel top-prior groups are not "
+                         "available in this version; use 1 (scale out with resources.top_prior.actors)")
     plan = make_plan(manifest, config, tokenizer)
     store = OutputStore(manifest.output, manifest.name)
     store.write_job(manifest.model_dump(mode="json"))
