@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -123,24 +124,41 @@ def shard_prior(prior: Prior, world_size: int, *, dtype: torch.dtype | None = No
     split_enc = encoder_splits(prior.cfg, world_size) if split_encoder is None else split_encoder
     dtype = dtype or next(prior.parameters()).dtype
     # AutoTP reads the head count and width from `module.config` (num_attention_heads, hidden_size: both on
-    # PriorConfig). The encoder's blocks are split with the same per-head rule, which is an even, head-aligned
-    # split whenever world_size divides the encoder's heads too.
-    if getattr(prior, "config", None) is None:
+    # PriorConfig): lend the prior its cfg under that name while DeepSpeed injects. The encoder's blocks are split
+    # by the same per-head rule, an even, head-aligned split whenever world_size divides the encoder's heads too.
+    lent_config = getattr(prior, "config", None) is None
+    if lent_config:
         prior.config = prior.cfg
     hidden = None
     if not split_enc and hasattr(prior, "encoder"):
         hidden = prior._modules.pop("encoder")  # kept whole: out of DeepSpeed's sight while it injects
+    widths = [prior.cfg.mlp_width] + ([prior.cfg.lyric_encoder().mlp_width] if split_enc else [])
+    tensor_parallel = {"tp_size": world_size, "tp_grain_size": mlp_grain(widths, world_size)}
     try:
-        deepspeed.init_inference(prior, tensor_parallel={"tp_size": world_size}, dtype=dtype,
+        deepspeed.init_inference(prior, tensor_parallel=tensor_parallel, dtype=dtype,
                                  replace_with_kernel_inject=False, injection_policy={Block: ROW_PARALLEL})
     finally:
+        if lent_config:
+            del prior.config
         if hidden is not None:
-            prior.encoder = hidden
+            w = prior.prior.embed_tokens.weight  # where init_inference put the rest, in its dtype
+            prior.encoder = hidden.to(device=w.device, dtype=w.dtype)
     _restore_linear_attributes(prior)
+    _unlink_shm_segment()
     log.info("prior %d split over %d ranks (lyric encoder %s); rank %d holds %d of %d heads", prior.cfg.level,
              world_size, "split" if split_enc else "whole" if hasattr(prior, "encoder") else "absent",
              dist.get_rank(), prior.cfg.n_heads // world_size, prior.cfg.n_heads)
     return prior
+
+
+def mlp_grain(widths: list[int], n: int) -> int:
+    """DeepSpeed splits MLP layers in grains of `tp_grain_size` columns (64 by default) and gives a rank whole
+    grains: 64 would leave 4800 (the 5b MLP) uneven over 2 ranks and a 64-wide MLP all on rank 0. Use the largest
+    power of two up to 64 that splits every width evenly (5b: 32 for tp 2, 16 for tp 4, 8 for tp 8)."""
+    grain = 64
+    while grain > 1 and any(w % (grain * n) for w in widths):
+        grain //= 2
+    return grain
 
 
 def _restore_linear_attributes(module: nn.Module) -> None:
@@ -152,6 +170,31 @@ def _restore_linear_attributes(module: nn.Module) -> None:
             continue
         if type(sub).__module__.startswith("deepspeed") and not hasattr(sub, "out_features"):
             sub.out_features, sub.in_features = weight.shape
+
+
+def shm_segment(rank: int, master_addr: str, master_port: int | str) -> Path:
+    """The /dev/shm file DeepSpeed's CPU all-reduce creates for `rank` of the group at master_addr:master_port."""
+    return Path("/dev/shm") / f"deepspeed_allreduce_buffer_{os.getuid()}_{master_addr}_{master_port}_{rank}"
+
+
+def _unlink_shm_segment() -> None:
+    """DeepSpeed's CPU all-reduce maps a ~70 MB /dev/shm segment per rank and never removes it: every group
+    would leave its segments in RAM. Once init_inference has returned on every rank, each rank has mapped every
+    segment, so the names can go at once; the memory stays mapped and is freed when the ranks exit, even after a
+    crash."""
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() != "cpu":
+        return
+    dist.barrier()
+    env = os.environ
+    shm_segment(dist.get_rank(), env.get("MASTER_ADDR", ""), env.get("MASTER_PORT", "")).unlink(missing_ok=True)
+
+
+def close_group() -> None:
+    """Leave the tensor-parallel group (the end of a worker's life; a no-op outside a group)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _import_deepspeed():

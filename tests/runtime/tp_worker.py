@@ -93,14 +93,17 @@ def main(rank: int, world_size: int, port: int, out_dir: Path) -> None:
     t1 = time.perf_counter()
     tp.shard_prior(prior, world_size)
     t2 = time.perf_counter()
-    result = run_all(prior)
+    result = {"split": {**run_all(prior), "shapes": weight_shapes(prior)}}
     t3 = time.perf_counter()
-    result["shapes"] = weight_shapes(prior)
+    # A second prior in the same group, its lyric encoder kept whole on every rank (what tp 8 does to the 5b one).
+    whole = build_prior()
+    tp.shard_prior(whole, world_size, split_encoder=False)
+    result["whole_encoder"] = {**run_all(whole), "shapes": weight_shapes(whole)}
     result["timings"] = {"build_and_join": t1 - t0, "shard": t2 - t1, "run": t3 - t2}
     torch.save(result, out_dir / f"rank{rank}.tmp")
     (out_dir / f"rank{rank}.tmp").rename(out_dir / f"rank{rank}.pt")
     torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    tp.close_group()
 
 
 if __name__ == "__main__":
