@@ -45,8 +45,11 @@ def test_missing_manifest_and_usage_errors(tmp_path, capsys):
     assert main(["frobnicate"]) == 2
 
 
-def test_tensor_parallel_is_refused_until_it_exists(tmp_path, capsys):
-    path = _write(tmp_path, {**SMALL, "resources": {"top_prior": {"tensor_parallel": 2, "gpus": 1}}})
+def test_tensor_parallel_needs_ray_and_divisible_heads(tmp_path, capsys):
+    path = _write(tmp_path, {**SMALL, "resources": {"top_prior": {"tensor_parallel": 2}}})
     assert main(["run", path, "--local"]) == 2
-    assert "tensor_parallel=2: tensor-parallel top-prior groups are not available" in capsys.readouterr().err
+    assert "tensor_parallel=2 needs Ray (drop --local)" in capsys.readouterr().err
+    path = _write(tmp_path, {**SMALL, "resources": {"top_prior": {"tensor_parallel": 3}}})
+    assert main(["validate", path]) == 2
+    assert "tensor_parallel=3 does not divide the 2 attention heads" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

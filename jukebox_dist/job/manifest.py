@@ -259,14 +259,9 @@ class Pool(BaseModel):
 
 
 class TopPrior(Pool):
-    tensor_parallel: int = Field(1, ge=1, description="GPUs one top-prior actor splits its heads over "
-                                 "(DeepSpeed tensor parallelism); gpus is per rank.")
-
-    @model_validator(mode="after")
-    def _tp_needs_gpus(self) -> TopPrior:
-        if self.tensor_parallel > 1 and self.gpus <= 0:
-            raise Problems([("gpus", f"tensor_parallel={self.tensor_parallel} needs gpus > 0 (GPUs per rank)")])
-        return self
+    tensor_parallel: int = Field(1, ge=1, description="Ranks one top-prior group splits its heads over "
+                                 "(DeepSpeed tensor parallelism), all on one node: one GPU each (gpus is per "
+                                 "rank), or one CPU process each when gpus is 0.")
 
 
 class Upsamplers(BaseModel):

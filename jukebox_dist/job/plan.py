@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jukebox_dist.errors import CheckpointError, ConfigError, JukeboxError
-from jukebox_dist.job.manifest import (LEVELS, HUB_ID_RE, Manifest, ManifestError, Mode, Song, assign_defaults,
+from jukebox_dist.job.manifest import (LEVELS, HUB_ID_RE, Level, Manifest, ManifestError, Mode, Song, assign_defaults,
                                        format_validation_error, load_manifest)
 from jukebox_dist.model.config import JukeboxConfig, tiny_config
 from jukebox_dist.model.tokenizer import JukeboxTokenizer
@@ -305,6 +305,13 @@ def check_against_model(manifest: Manifest, songs: list[Song], config: JukeboxCo
         local = Path(manifest.output.removeprefix("file://"))
         if local.exists() and not local.is_dir():
             problems.append(f"{manifest.source}: output: {manifest.output} exists and is not a folder")
+    tp = manifest.resources.top_prior.tensor_parallel
+    if tp > 1 and Level.TOP in manifest.levels:
+        from jukebox_dist.runtime.tp import check_divisible  # imports no deepspeed; only the divisibility rule
+        try:
+            check_divisible(config.priors[0], tp, encoder=False)
+        except JukeboxError as exc:
+            problems.append(f"{manifest.source}: resources.top_prior.tensor_parallel: {exc}")
     files = _FileChecks()
     for song in songs:
         total = total_length_of(song.seconds, config)

@@ -12,7 +12,7 @@ from jukebox_dist.job.plan import SampleSpec, check_against_model, load_model_co
 from jukebox_dist.output.store import OutputStore
 from jukebox_dist.runtime.actors import LocalExecutor, PoolSpec, RayExecutor
 from jukebox_dist.runtime.scheduler import DECODER_POOL, LEVEL_POOLS, Finished, SampleJob, Scheduler, settings_for
-from jukebox_dist.runtime.workers import DecoderWorker, PriorWorker
+from jukebox_dist.runtime.workers import DecoderWorker, PriorWorker, TPPriorWorker
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,12 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
     songs = load_songs(manifest)
     config, tokenizer = load_model_config(manifest.model)
     check_against_model(manifest, songs, config, tokenizer)  # every check before any model loads
-    if manifest.resources.top_prior.tensor_parallel > 1:
-        raise InputError(f"{path}: resources.top_prior.tensor_parallel="
-                         f"{manifest.resources.top_prior.tensor_parallel}: tensor-parallel top-prior groups are not "
-                         "available in this version; use 1 (scale out with resources.top_prior.actors)")
+    tp = manifest.resources.top_prior.tensor_parallel
+    if tp > 1:
+        if executor == "local":
+            raise InputError(f"{path}: resources.top_prior.tensor_parallel={tp} needs Ray (drop --local)")
+        from jukebox_dist.runtime.tp import check_divisible
+        check_divisible(config.priors[0], tp, encoder=False)  # an encoder it cannot split stays whole
     plan = make_plan(manifest, config, tokenizer)
     store = OutputStore(manifest.output, manifest.name)
     store.write_job(manifest.model_dump(mode="json"))
@@ -72,11 +74,12 @@ def _pools(manifest: Manifest, levels: list[int]) -> dict[str, PoolSpec]:
     for lvl in levels:
         r = res.top_prior if lvl == 0 else getattr(res.upsamplers, LEVEL_POOLS[lvl])
         device = "cuda" if r.gpus > 0 else "cpu"
+        tp = res.top_prior.tensor_parallel if lvl == 0 else 1
         pools[LEVEL_POOLS[lvl]] = PoolSpec(
-            PriorWorker, dict(model=manifest.model, level=lvl, temperature=temps[lvl], top_k=s.top_k, top_p=s.top_p,
+            TPPriorWorker if tp > 1 else PriorWorker, dict(model=manifest.model, level=lvl, temperature=temps[lvl], top_k=s.top_k, top_p=s.top_p,
                               chunk_size=s.chunk_size, device=device, dtype="bfloat16" if r.gpus > 0 else None,
                               threads=max(1, int(r.cpus))),
-            actors=r.actors, cpus=r.cpus, gpus=r.gpus)
+            actors=r.actors, cpus=r.cpus, gpus=r.gpus, group=tp)
     d = res.decoders
     pools[DECODER_POOL] = PoolSpec(DecoderWorker, dict(model=manifest.model, device="cuda" if d.gpus > 0 else "cpu",
                                                        threads=max(1, int(d.cpus))),

@@ -95,6 +95,29 @@ class PriorWorker:
                 for t, r in zip(tasks, rows)]
 
 
+class TPPriorWorker(PriorWorker):
+    """One rank of a tensor-parallel prior group: every rank gets every batch and, sampling with the same
+    counter-based noise, draws the same tokens without broadcasting; the scheduler keeps rank 0's results."""
+
+    def __init__(self, model: str, level: int, *, rank: int, world_size: int, **kwargs) -> None:
+        super().__init__(model, level, **kwargs)
+        self.rank, self.world_size = rank, world_size
+
+    def address(self) -> tuple[str, int]:
+        """Where rank 0 listens for the group: this node's address and a free port."""
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return socket.gethostbyname(socket.gethostname()), port
+
+    def setup(self, master_addr: str, master_port: int) -> None:
+        from jukebox_dist.runtime.tp import init_group, shard_prior
+
+        init_group(self.rank, self.world_size, master_addr, master_port)
+        self.prior = shard_prior(self.prior, self.world_size)
+        log.info("rank %d of %d of the level-%d prior group is sharded", self.rank, self.world_size, self.level)
+
+
 class DecoderWorker:
     """Hosts the VQ-VAE: turns finished codes into audio, and primes/saved codes into a sample's first codes."""
 

@@ -281,9 +281,9 @@ def test_unknown_model_name(tmp_path):
                               "existing model folder or a hub id owner/name"]
 
 
-def test_tensor_parallel_needs_gpus(tmp_path):
+def test_tensor_parallel_on_cpu_is_allowed(tmp_path):
     path = manifest(tmp_path, "resources: {top_prior: {tensor_parallel: 2}}\n")
-    assert problems(path) == [f"{path}: resources.top_prior.gpus: tensor_parallel=2 needs gpus > 0 (GPUs per rank)"]
+    assert load_manifest(path).resources.top_prior.tensor_parallel == 2
 
 
 # ----------------------------------------------------------------------------------------- levels and mode

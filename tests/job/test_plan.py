@@ -560,3 +560,21 @@ def test_example_manifests_validate(tmp_path):
     plan = make_plan(m, config, tok, songs=songs)
     assert len(plan.samples) == 24 and plan.level("top").n_ctx == 8192
     assert m.resources.top_prior.tensor_parallel == 2 and m.output.startswith("s3://")
+
+
+def test_tensor_parallel_must_divide_the_top_heads(tmp_path):
+    """The tiny top prior has 2 heads: a group of 3 cannot split them; 2 can."""
+    from jukebox_dist.job.manifest import load_manifest as _load
+    from jukebox_dist.job.plan import check_against_model, load_model_config, load_songs
+    for tp, ok in ((2, True), (3, False)):
+        path = tmp_path / f"tp{tp}.yaml"
+        path.write_text(f"name: tp\nmodel: tiny\noutput: out\nsongs: [{{artist: Alan Jackson, genres: [country], "
+                        f"seconds: 0.2}}]\nresources: {{top_prior: {{tensor_parallel: {tp}}}}}\n")
+        m = _load(path)
+        config, tok = load_model_config(m.model)
+        if ok:
+            check_against_model(m, load_songs(m), config, tok)
+        else:
+            with pytest.raises(ManifestError, match=r"resources.top_prior.tensor_parallel: tensor_parallel=3 does not "
+                                                    r"divide the 2 attention heads of prior \(level 0\)"):
+                check_against_model(m, load_songs(m), config, tok)

@@ -165,3 +165,33 @@ def test_submit_tiny_job_then_stop_and_resubmit(ray_head, tmp_path):
     for r in resumed:
         for level in ("codes_top", "codes_middle", "codes_bottom"):
             assert r[level] == by_id[r["sample_id"]][level], f"{r['sample_id']} {level}"
+
+
+def test_tensor_parallel_top_prior_group_gives_the_same_codes(ray_head, tmp_path):
+    """`tensor_parallel: 2`: the top prior runs as two ranks in one placement group (two CPU processes, gloo,
+    DeepSpeed AutoTP); the codes equal those of the same job with one top-prior actor."""
+    pytest.importorskip("deepspeed")
+    address, env = ray_head
+    base = {"model": "tiny", "mode": "ancestral", "levels": ["top", "middle"],
+            "sampling": {"batch": {"top": 2, "middle": 2, "bottom": 2}},
+            "songs": [{"artist": "Alan Jackson", "genres": ["country"], "lyrics": "porch light", "seconds": 0.2,
+                       "takes": 2, "seed": 3}],
+            "resources": {"upsamplers": {"middle": {"cpus": 0.25}, "bottom": {"cpus": 0.25}},
+                          "decoders": {"cpus": 0.25}}}
+    results = {}
+    for tp in (1, 2):
+        data = {**base, "name": f"tp{tp}", "output": str(tmp_path / f"tp{tp}")}
+        data["resources"] = {**base["resources"], "top_prior": {"tensor_parallel": tp, "cpus": 0.5}}
+        path = tmp_path / f"tp{tp}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        done = _submit(address, env, path, f"tiny-tp{tp}", wait=True)
+        assert done.returncode == 0 and _status(address, env, f"tiny-tp{tp}") == "SUCCEEDED", done.stdout[-3000:]
+        results[tp] = {r["sample_id"]: r for r in _rows(tmp_path / f"tp{tp}")}
+    logs = _ray_job(env, "logs", "--address", address, "tiny-tp2").stdout
+    assert "tensor-parallel group of 2 ranks of TPPriorWorker ready" in logs, logs[-3000:]
+    assert sorted(results[1]) == sorted(results[2]) and len(results[2]) == 2
+    for sample_id, row in results[2].items():
+        assert row["status"] == "ok"
+        assert (tmp_path / "tp2" / row["audio_path"]).is_file()
+        for level in ("codes_top", "codes_middle"):
+            assert row[level] == results[1][sample_id][level], f"{sample_id} {level}"
