@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "artists and genres, lengths) and print the plan: samples, tokens and windows "
                               "per level, a time estimate. Writes nothing.")
     validate.add_argument("manifest")
-    validate.set_defaults(func=lambda args: _validate(args.manifest))
+    validate.add_argument("--cluster", action="store_true",
+                          help="also check that every pool and the tensor-parallel group fit on a node of the Ray "
+                          "cluster `run` would use (ray.address, RAY_ADDRESS, or a local Ray on this machine)")
+    validate.set_defaults(func=lambda args: _validate(args.manifest, args.cluster))
     return parser
 
 
@@ -62,10 +65,16 @@ def run_manifest(args: argparse.Namespace) -> int:
     return 0 if summary["failed"] == 0 else 1
 
 
-def _validate(path: str) -> int:
+def _validate(path: str, cluster: bool = False) -> int:
     from jukebox_dist.job.plan import validate_command
 
-    return validate_command(path)
+    code = validate_command(path)
+    if cluster:
+        from jukebox_dist.runtime.runner import check_manifest_fits
+
+        check_manifest_fits(path)
+        log.info("%s fits the Ray cluster's nodes", path)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

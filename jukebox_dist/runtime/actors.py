@@ -8,6 +8,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from jukebox_dist.errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -50,8 +52,19 @@ class LocalExecutor:
 
 @dataclass
 class _Actor:
-    handle: Any
+    handle: Any  # one actor, or the ranks of a tensor-parallel group (a list)
     busy: bool = False
+    pg: Any = None  # a group's placement group
+
+
+@dataclass
+class _Call:
+    handle: int
+    actor: _Actor
+    pool: str
+    refs: list[Any]  # one per rank; refs[0] (rank 0) carries the result
+    pending: set[Any]
+    result: Any = None
 
 
 @dataclass
@@ -61,47 +74,86 @@ class _Pool:
 
 
 class RayExecutor:
-    """A pool of Ray actors per worker kind; each actor runs one call at a time. Actors that die are restarted
-    by Ray (max_restarts) and the scheduler retries the call."""
+    """A pool of Ray actors per worker kind; each actor runs one call at a time. A plain actor that dies is
+    restarted by Ray (max_restarts); a tensor-parallel group whose call fails is torn down and rebuilt as a
+    whole (a lone restarted rank could not rejoin the group). Either way the scheduler retries the call."""
 
-    def __init__(self, pools: dict[str, PoolSpec]) -> None:
+    def __init__(self, pools: dict[str, PoolSpec], *, group_timeout_s: float = 600.0, group_tries: int = 3) -> None:
         import ray
 
         self.ray = ray
+        self.group_timeout_s, self.group_tries = group_timeout_s, group_tries
         self.pools: dict[str, _Pool] = {}
         for name, spec in pools.items():
             if spec.group > 1:
-                actors = [_Actor(self._group(spec)) for _ in range(spec.actors)]
+                actors = [self._group(spec) for _ in range(spec.actors)]
             else:
                 cls = ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_restarts=3)(spec.worker)
                 actors = [_Actor(cls.remote(**spec.kwargs)) for _ in range(spec.actors)]
             self.pools[name] = _Pool(spec, actors)
             log.info("pool %s: %d actor(s) of %s, %g CPU and %g GPU each", name, spec.actors, spec.worker.__name__,
                      spec.cpus, spec.gpus)
-        self.inflight: dict[Any, tuple[int, _Actor]] = {}
-        self.followers: dict[Any, list[Any]] = {}  # rank 0's ref -> the other ranks' refs of the same call
+        self.calls: dict[Any, _Call] = {}  # every rank's ref of every call in flight -> its call
         self.ids = itertools.count()
+        self.group_restarts = 0
 
-    def _group(self, spec: PoolSpec) -> list[Any]:
+    def _group(self, spec: PoolSpec) -> _Actor:
         """`spec.group` ranks in one STRICT_PACK placement group (one node), joined into a torch.distributed
-        group with rank 0's address. Restarting one rank alone would leave it outside the group, so a group's
-        actors are not restarted; a failed call fails the window, which the scheduler retries."""
+        group with rank 0's address. Forming the group is tried `group_tries` times: the free port rank 0 found
+        can be taken by another process before it listens on it."""
+        for attempt in range(1, self.group_tries + 1):
+            actor = self._start_group(spec)
+            try:
+                addr, port = self.ray.get(actor.handle[0].address.remote(), timeout=self.group_timeout_s)
+                self.ray.get([r.setup.remote(addr, port) for r in actor.handle], timeout=self.group_timeout_s)
+            except Exception as exc:  # noqa: BLE001 -- any failure to form the group: tear down, try again
+                self._stop_group(actor)
+                if attempt == self.group_tries:
+                    raise RuntimeError(f"could not form the tensor-parallel group of {spec.group} "
+                                       f"{spec.worker.__name__} ranks in {attempt} tries: {exc}") from exc
+                log.warning("forming the tensor-parallel group failed (try %d of %d): %s", attempt,
+                            self.group_tries, exc)
+                continue
+            log.info("tensor-parallel group of %d ranks of %s ready (rank 0 at %s:%d, STRICT_PACK)", spec.group,
+                     spec.worker.__name__, addr, port)
+            return actor
+        raise AssertionError("unreachable")
+
+    def _start_group(self, spec: PoolSpec) -> _Actor:
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         bundle = {"CPU": spec.cpus, **({"GPU": spec.gpus} if spec.gpus else {})}
         pg = placement_group([bundle] * spec.group, strategy="STRICT_PACK")
-        self.ray.get(pg.ready())
+        try:
+            self.ray.get(pg.ready(), timeout=self.group_timeout_s)
+        except self.ray.exceptions.GetTimeoutError:
+            self.ray.util.remove_placement_group(pg)
+            raise InputError(f"no node could host a tensor-parallel group of {spec.group} ranks with {bundle} each "
+                             f"within {self.group_timeout_s:g} s (resources.top_prior; all ranks must fit on one "
+                             "node)") from None
         env = {} if spec.gpus else {"DS_ACCELERATOR": "cpu"}
         cls = self.ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_restarts=0)(spec.worker)
         ranks = [cls.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
                              runtime_env={"env_vars": env}).remote(**spec.kwargs, rank=i, world_size=spec.group)
                  for i in range(spec.group)]
-        addr, port = self.ray.get(ranks[0].address.remote())
-        self.ray.get([r.setup.remote(addr, port) for r in ranks])
-        log.info("tensor-parallel group of %d ranks of %s ready (rank 0 at %s:%d, STRICT_PACK)", spec.group,
-                 spec.worker.__name__, addr, port)
-        return ranks
+        return _Actor(ranks, pg=pg)
+
+    def _stop_group(self, actor: _Actor) -> None:
+        for rank in actor.handle:
+            self.ray.kill(rank, no_restart=True)
+        if actor.pg is not None:
+            self.ray.util.remove_placement_group(actor.pg)
+
+    def _restart_group(self, pool: str, actor: _Actor) -> None:
+        """Kill every rank (a surviving rank may be stuck in a collective with a dead one) and form a new group
+        in the same slot of the pool."""
+        spec = self.pools[pool].spec
+        log.warning("a rank of the %s tensor-parallel group failed: restarting the whole group", pool)
+        self._stop_group(actor)
+        fresh = self._group(spec)
+        actor.handle, actor.pg = fresh.handle, fresh.pg
+        self.group_restarts += 1
 
     def free_slots(self, pool: str) -> int:
         p = self.pools.get(pool)
@@ -110,29 +162,67 @@ class RayExecutor:
     def submit(self, pool: str, method: str, *args: Any) -> int:
         actor = next(a for a in self.pools[pool].actors if not a.busy)
         actor.busy = True
-        if isinstance(actor.handle, list):  # a tensor-parallel group: every rank runs the call, rank 0 answers
-            refs = [getattr(rank, method).remote(*args) for rank in actor.handle]
-            ref = refs[0]
-            self.followers[ref] = refs[1:]
-        else:
-            ref = getattr(actor.handle, method).remote(*args)
-        handle = next(self.ids)
-        self.inflight[ref] = (handle, actor)
-        return handle
+        ranks = actor.handle if isinstance(actor.handle, list) else [actor.handle]
+        # Every rank of a group runs the call (their collectives pair up); rank 0 answers.
+        refs = [getattr(rank, method).remote(*args) for rank in ranks]
+        call = _Call(next(self.ids), actor, pool, refs, set(refs))
+        for ref in refs:
+            self.calls[ref] = call
+        return call.handle
 
     def wait(self, timeout: float) -> list[tuple[int, Any, BaseException | None]]:
-        if not self.inflight:
+        """Finished calls as (handle, result, error). A group call finishes when every rank has, or as soon as
+        one rank fails: the others may never return from a collective with it, so they are not waited for."""
+        if not self.calls:
             return []
-        ready, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=timeout)
+        refs = list(self.calls)
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
         if ready:  # collect everything else that is already done too
-            ready, _ = self.ray.wait(list(self.inflight), num_returns=len(self.inflight), timeout=0)
+            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
         out = []
         for ref in ready:
-            handle, actor = self.inflight.pop(ref)
-            actor.busy = False
+            call = self.calls.pop(ref, None)
+            if call is None:  # a rank of a call that already failed
+                continue
+            call.pending.discard(ref)
             try:
-                self.ray.get(self.followers.pop(ref, []))  # the group is done only when every rank is
-                out.append((handle, self.ray.get(ref), None))
+                value = self.ray.get(ref)
             except Exception as exc:  # a task error or a dead actor: the scheduler retries
-                out.append((handle, None, exc))
+                out.append((call.handle, None, exc))
+                self._finish(call, failed=True)
+                continue
+            if ref is call.refs[0]:
+                call.result = value
+            if not call.pending:
+                out.append((call.handle, call.result, None))
+                self._finish(call, failed=False)
         return out
+
+    def _finish(self, call: _Call, *, failed: bool) -> None:
+        for ref in call.pending:
+            self.calls.pop(ref, None)
+        call.actor.busy = False
+        if failed and len(call.refs) > 1:
+            self._restart_group(call.pool, call.actor)
+
+
+def check_fits(pools: dict[str, PoolSpec], nodes: list[dict[str, Any]], where: str = "the cluster") -> None:
+    """Every actor, and every tensor-parallel group as a whole, must fit on one alive node of `nodes` (entries of
+    `ray.nodes()`), or the job would wait forever for its placement. Raises InputError naming the pool."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    most = {key: max((r.get(key, 0.0) for r in alive), default=0.0) for key in ("CPU", "GPU")}
+    for name, spec in pools.items():
+        need = {"CPU": spec.cpus * spec.group, "GPU": spec.gpus * spec.group}
+        if any(all(r.get(k, 0.0) >= v for k, v in need.items()) for r in alive):
+            continue
+        what = (f"a tensor-parallel group of {spec.group} ranks x ({spec.gpus:g} GPU, {spec.cpus:g} CPU) = "
+                f"{need['GPU']:g} GPUs and {need['CPU']:g} CPUs on one node" if spec.group > 1
+                else f"{spec.gpus:g} GPUs and {spec.cpus:g} CPUs per actor")
+        raise InputError(f"resources.{_field(name)}: needs {what}, but no node of {where} has that much (its "
+                         f"largest: {most['GPU']:g} GPUs, {most['CPU']:g} CPUs; {len(alive)} node(s) alive)"
+                         + (": lower tensor_parallel or gpus" if spec.group > 1 else ""))
+
+
+def _field(pool: str) -> str:
+    return {"top": "top_prior", "middle": "upsamplers.middle", "bottom": "upsamplers.bottom",
+            "decoder": "decoders"}.get(pool, pool)

@@ -10,7 +10,7 @@ from jukebox_dist.errors import InputError
 from jukebox_dist.job.manifest import Manifest, load_manifest
 from jukebox_dist.job.plan import SampleSpec, check_against_model, load_model_config, load_songs, make_plan
 from jukebox_dist.output.store import OutputStore
-from jukebox_dist.runtime.actors import LocalExecutor, PoolSpec, RayExecutor
+from jukebox_dist.runtime.actors import LocalExecutor, PoolSpec, RayExecutor, check_fits
 from jukebox_dist.runtime.scheduler import DECODER_POOL, LEVEL_POOLS, Finished, SampleJob, Scheduler, settings_for
 from jukebox_dist.runtime.workers import DecoderWorker, PriorWorker, TPPriorWorker
 
@@ -33,7 +33,7 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
     plan = make_plan(manifest, config, tokenizer)
     store = OutputStore(manifest.output, manifest.name)
     store.write_job(manifest.model_dump(mode="json"))
-    levels = [LEVEL_POOLS.index(str(getattr(lvl, "value", lvl))) for lvl in manifest.levels]
+    levels = _levels(manifest)
     jobs = [_sample_job(spec, manifest, tokenizer) for spec in plan.samples]
     batch = [manifest.sampling.batch.top, manifest.sampling.batch.middle, manifest.sampling.batch.bottom]
     top_actors = manifest.resources.top_prior.actors
@@ -43,6 +43,7 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
         runner = LocalExecutor(pools)
     else:
         _init_ray(manifest)
+        check_cluster(pools)
         runner = RayExecutor(pools)
     temps = manifest.sampling.temperatures()
 
@@ -56,6 +57,18 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
     summary = Scheduler(jobs, settings, runner, store, store_finished).run()
     summary["output"] = str(manifest.output)
     return summary
+
+
+def check_manifest_fits(path: str) -> None:
+    """`jukebox-dist validate --cluster`: the manifest's pools fit on the nodes of the cluster `run` would use
+    (the manifest's ray.address, RAY_ADDRESS, or a local Ray on this machine)."""
+    manifest = load_manifest(path)
+    _init_ray(manifest)
+    check_cluster(_pools(manifest, _levels(manifest)))
+
+
+def _levels(manifest: Manifest) -> list[int]:
+    return [LEVEL_POOLS.index(str(getattr(lvl, "value", lvl))) for lvl in manifest.levels]
 
 
 def _sample_job(spec: SampleSpec, manifest: Manifest, tokenizer) -> SampleJob:
@@ -85,6 +98,13 @@ def _pools(manifest: Manifest, levels: list[int]) -> dict[str, PoolSpec]:
                                                        threads=max(1, int(d.cpus))),
                                    actors=d.actors, cpus=d.cpus, gpus=d.gpus)
     return pools
+
+
+def check_cluster(pools: dict[str, PoolSpec]) -> None:
+    """Before any actor starts: every pool and tensor-parallel group fits on a node of the connected cluster."""
+    import ray
+
+    check_fits(pools, ray.nodes(), where="the Ray cluster")
 
 
 def _init_ray(manifest: Manifest) -> None:

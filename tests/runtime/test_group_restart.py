@@ -1,0 +1,127 @@
+"""RayExecutor's tensor-parallel groups on an in-process local Ray (bound to 127.0.0.1): a group whose rank dies
+mid-call fails that call at once (not when the survivor's collective times out) and is rebuilt as a whole; a group
+that fails to form is tried again; a group no node can hold is a clear error; check_fits rejects a manifest's
+pools that no node can hold."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from jukebox_dist.errors import InputError
+from jukebox_dist.runtime.actors import PoolSpec, check_fits
+from tests.runtime.group_worker import AllReduceRank
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _node(cpus: float, gpus: float = 0.0, alive: bool = True) -> dict:
+    return {"Alive": alive, "Resources": {"CPU": cpus, **({"GPU": gpus} if gpus else {})}}
+
+
+def test_check_fits_rejects_a_group_larger_than_every_node():
+    pools = {"top": PoolSpec(object, {}, cpus=4, gpus=1, group=8), "decoder": PoolSpec(object, {}, cpus=1)}
+    with pytest.raises(InputError) as err:
+        check_fits(pools, [_node(64, 4), _node(64, 4), _node(96, 8, alive=False)])
+    msg = str(err.value)
+    assert "resources.top_prior" in msg and "8 ranks" in msg and "8 GPUs" in msg
+    assert "largest: 4 GPUs" in msg and "2 node(s) alive" in msg and "lower tensor_parallel" in msg
+    check_fits(pools, [_node(64, 4), _node(32, 8)])  # one node with 8 GPUs and 32 CPUs holds it
+
+
+def test_check_fits_names_a_plain_pool_and_counts_cpus():
+    with pytest.raises(InputError, match=r"resources\.upsamplers\.middle: needs 2 GPUs and 1 CPUs per actor"):
+        check_fits({"middle": PoolSpec(object, {}, cpus=1, gpus=2)}, [_node(8, 1)])
+    with pytest.raises(InputError, match=r"resources\.top_prior: .* 2 ranks .* 6 CPUs on one node"):
+        check_fits({"top": PoolSpec(object, {}, cpus=3, group=2)}, [_node(4), _node(4)])
+    check_fits({"top": PoolSpec(object, {}, cpus=2, group=2)}, [_node(4)])
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()  # stops only the local instance this process started
+
+
+def _wait_one(ex, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = ex.wait(1.0)
+        if got:
+            assert len(got) == 1
+            return got[0]
+    raise AssertionError("no call finished")
+
+
+def test_a_dead_rank_fails_the_call_at_once_and_the_group_is_rebuilt(local_ray):
+    from jukebox_dist.runtime.actors import RayExecutor
+
+    ex = RayExecutor({"top": PoolSpec(AllReduceRank, {}, cpus=0.5, group=2)})
+    h = ex.submit("top", "add", 1)
+    handle, (total, pid0), err = _wait_one(ex)
+    assert (handle, total, err) == (h, 1 + 2, None)
+    old = list(ex.pools["top"].actors[0].handle)
+
+    h = ex.submit("top", "add", 5, 1, 60.0)  # rank 1 sleeps before its all-reduce; rank 0 waits in it
+    time.sleep(2.0)
+    local_ray.kill(old[1], no_restart=True)
+    t0 = time.monotonic()
+    handle, value, err = _wait_one(ex)
+    assert handle == h and value is None and err is not None
+    assert time.monotonic() - t0 < 30, "the executor waited for the surviving rank's collective"
+    assert ex.group_restarts == 1 and ex.free_slots("top") == 1
+    new = ex.pools["top"].actors[0].handle
+    assert all(a._actor_id != b._actor_id for a, b in zip(old, new))
+    with pytest.raises(local_ray.exceptions.RayActorError):  # the survivor was stopped with the group
+        local_ray.get(old[0].pid.remote(), timeout=30)
+
+    h = ex.submit("top", "add", 10)  # the new group works
+    handle, (total, pid), err = _wait_one(ex)
+    assert (handle, total, err) == (h, 10 + 11, None) and pid != pid0
+
+
+def test_a_group_that_fails_to_form_is_tried_again(local_ray, tmp_path):
+    from jukebox_dist.runtime.actors import RayExecutor
+
+    marker = tmp_path / "failed-once"
+    ex = RayExecutor({"top": PoolSpec(AllReduceRank, {"fail_first_setup": str(marker)}, cpus=0.5, group=2)})
+    assert marker.exists()  # the first try failed; the second formed the group
+    ex.submit("top", "add", 2)
+    assert _wait_one(ex)[1][0] == 2 + 3
+
+
+def test_a_group_no_node_can_hold_is_a_clear_error(local_ray):
+    from jukebox_dist.runtime.actors import RayExecutor
+
+    with pytest.raises(InputError, match=r"no node could host a tensor-parallel group of 2 ranks .* within 2 s"):
+        RayExecutor({"top": PoolSpec(AllReduceRank, {}, cpus=3, group=2)}, group_timeout_s=2)
+
+
+def test_validate_cluster_rejects_a_group_larger_than_any_node(local_ray, tmp_path, capsys):
+    """`jukebox-dist validate --cluster` against the connected Ray (4 CPUs, no GPU on this machine)."""
+    import yaml
+
+    from jukebox_dist import cli
+
+    data = yaml.safe_load((REPO / "jobs" / "tiny.yaml").read_text())
+    data["output"] = str(tmp_path / "out")
+    data["songs"] = [dict(s, lyrics="la la") for s in data["songs"] if "lyrics" in s]
+    path = tmp_path / "tp.yaml"
+    data["resources"]["top_prior"] = {"gpus": 1, "cpus": 1, "tensor_parallel": 2}
+    path.write_text(yaml.safe_dump(data))
+    assert cli.main(["validate", str(path)]) == 0  # without --cluster: nothing to compare with
+    capsys.readouterr()
+    assert cli.main(["validate", str(path), "--cluster"]) != 0
+    err = capsys.readouterr().err
+    assert "resources.top_prior: needs a tensor-parallel group of 2 ranks" in err
+    assert "2 GPUs and 2 CPUs on one node" in err and "largest: 0 GPUs" in err and "Traceback" not in err
+    data["resources"]["top_prior"] = {"gpus": 0, "cpus": 1, "tensor_parallel": 2}
+    path.write_text(yaml.safe_dump(data))
+    assert cli.main(["validate", str(path), "--cluster"]) == 0
+    assert not (tmp_path / "out").exists()
