@@ -83,8 +83,11 @@ def _stop_head(head: subprocess.Popen, temp: Path) -> None:
 
 
 def _manifest(tmp_path: Path, name: str) -> Path:
+    """jobs/tiny.yaml with its last song made 3 s long: the job then ends with one sample running well after the
+    others are written, which gives the stop-halfway test a wide window to stop it in."""
     data = yaml.safe_load((REPO / "jobs" / "tiny.yaml").read_text())
     data["output"] = str(tmp_path / name)
+    data["songs"][-1]["seconds"] = 3.0
     for song in data["songs"]:
         if "lyrics_file" in song:
             song["lyrics_file"] = str(REPO / "jobs" / song["lyrics_file"])
@@ -145,10 +148,13 @@ def test_submit_tiny_job_then_stop_and_resubmit(ray_head, tmp_path):
     half = _manifest(tmp_path, "half")
     assert _submit(address, env, half, "tiny-half-1", wait=False).returncode == 0
     deadline = time.time() + 300
+    polls = 0
     while len(_rows(tmp_path / "half")) < 1:  # stop once some samples are written and others are not
         assert time.time() < deadline, _ray_job(env, "logs", "--address", address, "tiny-half-1").stdout[-3000:]
-        assert _status(address, env, "tiny-half-1") in ("RUNNING", "PENDING")
-        time.sleep(0.5)
+        polls += 1
+        if polls % 20 == 0:  # `ray job status` takes about a second: ask only now and then
+            assert _status(address, env, "tiny-half-1") in ("RUNNING", "PENDING")
+        time.sleep(0.1)
     stop = _ray_job(env, "stop", "--address", address, "tiny-half-1")
     assert stop.returncode == 0, stop.stderr
     assert _status(address, env, "tiny-half-1") == "STOPPED"
