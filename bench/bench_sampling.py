@@ -252,7 +252,7 @@ class Timer:
             if len(clean) >= self.repeats:
                 break
         pool = clean or spoilt
-        return {"s": min(t for t, _ in pool), "clean": clean, "spoilt": spoilt}
+        return {"s": min(t for t, _ in pool), "clean": clean, "spoilt": spoilt, "ok": bool(clean)}
 
 
 def measure(pair: Pair, batch: int, timer: Timer, split: bool) -> dict:
@@ -264,10 +264,15 @@ def measure(pair: Pair, batch: int, timer: Timer, split: bool) -> dict:
         t = got["s"]
         row[f"{name}_s"] = t
         row[f"{name}_runs"] = {"clean": got["clean"], "spoilt": got["spoilt"]}
+        row.setdefault("all_clean", True)
+        row["all_clean"] &= got["ok"]
         row[f"{name}_tok_s"] = batch * s.new / t
         if split:  # the same window with one new token: conditioning + prefill + one step
-            t1 = timer.best(fn, batch, s.known, 1)["s"]
+            got1 = timer.best(fn, batch, s.known, 1)
+            t1 = got1["s"]
             row[f"{name}_prefill_s"] = t1
+            row[f"{name}_prefill_runs"] = {"clean": got1["clean"], "spoilt": got1["spoilt"]}
+            row["all_clean"] &= got1["ok"]
             row[f"{name}_decode_tok_s"] = batch * (s.new - 1) / max(t - t1, 1e-9)
     row["ratio"] = row["ours_tok_s"] / row["ref_tok_s"]
     if split:
@@ -307,6 +312,8 @@ def print_table(style: str, s: Setup, rows: list[dict], split: bool) -> None:
         line = f"{r['batch']:>5} {r['ours_tok_s']:>11.1f} {r['ref_tok_s']:>10.1f} {r['ratio']:>5.2f}x"
         if split:
             line += f" | {r['ours_decode_tok_s']:>11.1f} {r['ref_decode_tok_s']:>10.1f} {r['decode_ratio']:>5.2f}x"
+        if not r["all_clean"]:
+            line += "  (!) some figure had no run free of other processes: not trustworthy"
         print(line, flush=True)
 
 
@@ -358,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         for b in args.batches:
             rows.append(measure(pair, b, timer, args.split))
             r = rows[-1]
-            spoilt = sum(len(r[f"{n}_runs"]["spoilt"]) for n in ("ours", "ref"))
+            spoilt = sum(len(r[k]["spoilt"]) for k in r if k.endswith("_runs"))
             print(f"  batch {b}: window ours {r['ours_s']:.2f}s, ref {r['ref_s']:.2f}s"
                   + (f" ({spoilt} runs spoilt by other processes, discarded)" if spoilt else ""), flush=True)
         print_table(style, s, rows, args.split)

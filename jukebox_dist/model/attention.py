@@ -83,11 +83,9 @@ class Attention(nn.Module):
         qh = q.view(b, c, h, self.head_dim).transpose(1, 2)  # (B, H, C, D)
         kh = k.reshape(b, k.shape[1], h, self.head_dim).transpose(1, 2)  # (B, H, K, D)
         vh = v.reshape(b, v.shape[1], h, self.head_dim).transpose(1, 2)
-        if qh.dtype != torch.float32:
-            # The reference runs softmax in fp32; so do we.
-            out = F.scaled_dot_product_attention(qh.float(), kh.float(), vh.float(), attn_mask=mask).to(q.dtype)
-        else:
-            out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
+        # In bf16/fp16 SDPA still accumulates the scores and the softmax in fp32, as the reference's softmax does;
+        # upcasting q, k, v first would copy the whole cached K/V window to fp32 at every decoding step.
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
         return out.transpose(1, 2).reshape(b, c, a)
 
     def _cross_kv(self, cache: LayerCache | None, enc: Tensor | None) -> tuple[Tensor, Tensor, None]:

@@ -14,6 +14,7 @@ from torch import nn
 from jukebox_dist.errors import CheckpointError, ConfigError, InputError
 from jukebox_dist.model import checkpoint
 from jukebox_dist.model.config import JukeboxConfig, load_preset, preset_names, tiny_config
+from jukebox_dist.model.layout import use_input_major_weights
 from jukebox_dist.model.prior import Prior
 from jukebox_dist.model.vqvae import VQVAE
 
@@ -48,6 +49,8 @@ class Jukebox(nn.Module):
             module = model.get_submodule(part)
             # The VQ-VAE always runs in float32, like the reference; priors take `dtype`.
             module.to(device=device, dtype=None if part == "vqvae" else dtype)
+            if part != "vqvae":
+                use_input_major_weights(module)  # CPU only: faster small-batch matmuls, same results
         return model.eval()
 
     @classmethod

@@ -132,7 +132,15 @@ class Prior(nn.Module):
 
     def music_logits(self, hidden: Tensor) -> Tensor:
         """Scores over music tokens only (the merged prior's head also covers lyric ids: they are dropped)."""
-        return self.prior.fc_proj_out(hidden)[..., self.vocab_shift:]
+        head = self.prior.fc_proj_out
+        if type(head) is nn.Linear and head.bias is None and head.weight.is_contiguous() and hidden.device.type == "cpu":
+            # A row-major head (tied to the embedding, so not made input-major): weight @ hidden^T is MKL's fast
+            # case for a few rows (about 2.5x faster than hidden @ weight^T here) and gives the same values.
+            flat = hidden.reshape(-1, hidden.shape[-1])
+            logits = torch.mm(head.weight, flat.t()).t().reshape(*hidden.shape[:-1], -1)
+        else:
+            logits = head(hidden)
+        return logits[..., self.vocab_shift:]
 
     def logits(self, tokens: Tensor, labels: Labels, *, total_length: int, start: int = 0, offset: int = 0,
                upper: Tensor | None = None) -> Tensor:

@@ -35,9 +35,10 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, pos: int, cache: LayerCache | None, enc: Tensor | None) -> Tensor:
         a = self.attn(self.layer_norm_0(x), pos, cache, enc)
-        m = self.mlp(self.layer_norm_1(x + a))
+        h = x + a
+        m = self.mlp(self.layer_norm_1(h))
         if self.res_scale == 1.0:
-            return x + a + m
+            return h + m  # the reference's x + a + m, which evaluates x + a first
         return x + self.res_scale * (a + m)
 
 

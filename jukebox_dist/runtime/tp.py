@@ -28,6 +28,7 @@ from torch import nn
 
 from jukebox_dist.errors import ConfigError
 from jukebox_dist.model.config import PriorConfig
+from jukebox_dist.model.layout import use_contiguous_weights
 from jukebox_dist.model.prior import Prior
 from jukebox_dist.model.transformer import Block
 
@@ -121,6 +122,7 @@ def shard_prior(prior: Prior, world_size: int, *, dtype: torch.dtype | None = No
         raise RuntimeError(f"shard_prior(world_size={world_size}) needs torch.distributed initialised with "
                            f"{world_size} ranks (init_group); found {have}")
     deepspeed = _import_deepspeed()
+    use_contiguous_weights(prior)  # DeepSpeed slices weights by storage: undo the input-major CPU layout first
     split_enc = encoder_splits(prior.cfg, world_size) if split_encoder is None else split_encoder
     dtype = dtype or next(prior.parameters()).dtype
     # AutoTP reads the head count and width from `module.config` (num_attention_heads, hidden_size: both on

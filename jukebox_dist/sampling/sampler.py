@@ -1,8 +1,9 @@
-"""Logits -> tokens: temperature (0 = greedy), top-k, top-p, and Gumbel-max noise from a counter-based hash.
+"""Logits -> tokens: temperature (0 = greedy), top-k, top-p, and one counter-based uniform per token.
 
-The noise for token `position` of a sample at `level` depends only on (seed, level, position), never on the
-batch, its order, its company or a retry: a sample is reproducible from its seed, and tensor-parallel ranks
-draw the same tokens without talking to each other.
+A token is drawn by inverting the CDF of softmax(logits / temperature) at a uniform that depends only on
+(seed, level, position), never on the batch, its order, its company or a retry: a sample is reproducible from its
+seed, and tensor-parallel ranks draw the same tokens without talking to each other. One uniform per token (rather
+than Gumbel noise over the whole vocabulary) keeps the sampler's cost negligible next to the transformer step.
 """
 from __future__ import annotations
 
@@ -54,11 +55,19 @@ def sample(logits: Tensor, params: SamplingParams, seeds: Tensor, level: int, po
     if params.temperature == 0:
         return logits.argmax(dim=-1)
     x = filter_logits(logits.float() / params.temperature, params.top_k, params.top_p)
-    u = uniform_noise(seeds, level, position, x.shape[-1])
-    return (x - torch.log(-torch.log(u))).argmax(dim=-1)  # Gumbel-max: an exact draw from softmax(x)
+    return inverse_cdf(x, token_uniform(seeds, level, position))
 
 
-# ---- counter-based noise: splitmix64 on int64 tensors (multiplication wraps; shifts made logical) -------------
+def inverse_cdf(x: Tensor, u: Tensor) -> Tensor:
+    """An exact draw from softmax(x) per row (B, V): the first index whose cumulative probability exceeds u (B,).
+    In float64, so that even the smallest probabilities keep their share of (0, 1); filtered (-inf) entries have
+    probability 0 and are never drawn."""
+    cdf = torch.softmax(x.double(), dim=-1).cumsum_(dim=-1)
+    idx = torch.searchsorted(cdf, (u.to(cdf.device) * cdf[:, -1]).unsqueeze(-1), right=True)
+    return idx.squeeze(-1).clamp_(max=x.shape[-1] - 1)  # rounding at the very top of the CDF
+
+
+# ---- counter-based uniforms: splitmix64 on int64 tensors (multiplication wraps; shifts made logical) ----------
 def _i64(c: int) -> int:
     return c - (1 << 64) if c >= (1 << 63) else c
 
@@ -77,13 +86,11 @@ def _mix(x: Tensor) -> Tensor:
     return z ^ _shr(z, 31)
 
 
-def uniform_noise(seeds: Tensor, level: int, position: int | Tensor, vocab: int) -> Tensor:
-    """(B, vocab) float32 uniforms in (0, 1), a pure function of (seed, level, position, vocab index)."""
-    device = seeds.device
-    key = _mix(seeds.to(torch.int64).view(-1, 1))
+def token_uniform(seeds: Tensor, level: int, position: int | Tensor) -> Tensor:
+    """(B,) float64 uniforms in (0, 1), a pure function of (seed, level, position): 53 random bits + 1/2 ulp,
+    so u is never 0 or 1."""
+    key = _mix(seeds.to(torch.int64).view(-1))
     key = _mix(key ^ int(level))
-    pos = torch.as_tensor(position, dtype=torch.int64, device=device).view(-1, 1)
-    key = _mix(key ^ pos)  # (B, 1)
-    bits = _mix(key + torch.arange(vocab, dtype=torch.int64, device=device))  # (B, V)
-    # 23 bits so that x + 0.5 is exact in float32 (24-bit mantissa): u is never 0 or 1, log(-log(u)) is finite
-    return (_shr(bits, 41).float() + 0.5) * (1.0 / (1 << 23))
+    pos = torch.as_tensor(position, dtype=torch.int64, device=seeds.device).view(-1)
+    bits = _mix(_mix(key ^ pos))
+    return (_shr(bits, 11).double() + 0.5) * (1.0 / (1 << 53))

@@ -1,5 +1,5 @@
-"""The token sampler: filtering like the reference, greedy at temperature 0, Gumbel-max draws that follow the
-softmax, and noise that is a pure function of (seed, level, position)."""
+"""The token sampler: filtering like the reference, greedy at temperature 0, inverse-CDF draws that follow the
+softmax, and uniforms that are a pure function of (seed, level, position)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from jukebox_dist.errors import InputError
-from jukebox_dist.sampling.sampler import SamplingParams, filter_logits, sample, uniform_noise
+from jukebox_dist.sampling.sampler import SamplingParams, filter_logits, inverse_cdf, sample, token_uniform
 
 
 def _splitmix(x: int) -> int:  # the textbook splitmix64 finaliser in Python integers
@@ -23,28 +23,37 @@ def _signed(x: int) -> int:
     return x - (1 << 64) if x >= 1 << 63 else x
 
 
-def test_noise_matches_textbook_splitmix64():
+def test_uniform_matches_textbook_splitmix64():
     seeds = torch.tensor([0, 1, 2**40 + 7, -5])
-    got = uniform_noise(seeds, level=2, position=12345, vocab=6)
     m = (1 << 64) - 1
-    for row, seed in enumerate(seeds.tolist()):
-        key = _splitmix(seed & m)
-        key = _splitmix(key ^ 2)
-        key = _splitmix(key ^ 12345)
-        for v in range(6):
-            bits = _splitmix((key + v) & m)
-            assert got[row, v].item() == ((bits >> 41) + 0.5) / (1 << 23)
-            assert _signed(bits) == _signed(bits)  # int64 wrap-around is what the tensor code relies on
+    for position in (0, 12345):
+        got = token_uniform(seeds, level=2, position=position)
+        assert got.dtype == torch.float64 and got.shape == (4,)
+        for row, seed in enumerate(seeds.tolist()):
+            key = _splitmix(_splitmix(_splitmix(seed & m) ^ 2) ^ position)
+            bits = _splitmix(key)
+            assert got[row].item() == ((bits >> 11) + 0.5) / (1 << 53)
 
 
-def test_noise_depends_on_seed_level_and_position_only():
-    a = uniform_noise(torch.tensor([3, 4]), 1, 10, 2048)
-    b = uniform_noise(torch.tensor([4]), 1, 10, 2048)
-    assert torch.equal(a[1], b[0])
-    for other in (uniform_noise(torch.tensor([3]), 0, 10, 2048), uniform_noise(torch.tensor([3]), 1, 11, 2048)):
-        assert not torch.equal(a[0], other[0])
-    assert 0 < a.min() and a.max() < 1
-    assert abs(a.mean().item() - 0.5) < 0.02
+def test_uniform_depends_on_seed_level_and_position_only():
+    a = token_uniform(torch.tensor([3, 4]), 1, 10)
+    assert a[1].item() == token_uniform(torch.tensor([4]), 1, 10).item()
+    assert torch.equal(token_uniform(torch.tensor([3, 4]), 1, torch.tensor([10, 11]))[0], a[0])  # per-row positions
+    for other in (token_uniform(torch.tensor([3]), 0, 10), token_uniform(torch.tensor([3]), 1, 11),
+                  token_uniform(torch.tensor([5]), 1, 10)):
+        assert other.item() != a[0].item()
+    many = token_uniform(torch.arange(20000), 0, 7)
+    assert 0 < many.min() and many.max() < 1
+    assert abs(many.mean().item() - 0.5) < 0.01
+
+
+def test_inverse_cdf_picks_the_interval_of_u():
+    x = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.5, 0.0, 0.0, 0.5]]))  # row 2: two zero-probability ids
+    # CDFs: row 0 [0.1, 0.3, 0.6, 1.0]; row 1 [0.5, 0.5, 0.5, 1.0]
+    cases = [(0.05, 0, 0), (0.15, 1, 0), (0.31, 2, 0), (0.49, 2, 0), (0.5, 2, 3), (0.61, 3, 3), (0.999999, 3, 3)]
+    for u, row0, row1 in cases:
+        got = inverse_cdf(x, torch.tensor([u, u], dtype=torch.float64))
+        assert got.tolist() == [row0, row1], u
 
 
 def test_reference_filter_logits_agrees(hf_jukebox):
