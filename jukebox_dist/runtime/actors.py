@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,9 +135,10 @@ class RayExecutor:
                              "node)") from None
         env = {} if spec.gpus else {"DS_ACCELERATOR": "cpu"}
         cls = self.ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_restarts=0)(spec.worker)
+        group_id = uuid.uuid4().hex[:8]  # names tell the ranks of each group apart in `ray list actors`
         ranks = [cls.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
-                             runtime_env={"env_vars": env}).remote(**spec.kwargs, rank=i, world_size=spec.group)
-                 for i in range(spec.group)]
+                             runtime_env={"env_vars": env}, name=f"{spec.worker.__name__}-{group_id}-rank{i}")
+                 .remote(**spec.kwargs, rank=i, world_size=spec.group) for i in range(spec.group)]
         return _Actor(ranks, pg=pg)
 
     def _stop_group(self, actor: _Actor) -> None:

@@ -125,3 +125,67 @@ def test_validate_cluster_rejects_a_group_larger_than_any_node(local_ray, tmp_pa
     path.write_text(yaml.safe_dump(data))
     assert cli.main(["validate", str(path), "--cluster"]) == 0
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_survives_a_dead_rank_of_its_tensor_parallel_top_prior(local_ray, tmp_path, caplog):
+    """The real TPPriorWorker (tiny model, 2 CPU ranks, DeepSpeed AutoTP) in a job run by this process: rank 1 is
+    killed once the top level has finished a window; the group is rebuilt, the window retried, and every sample
+    ends with the codes of the same job without tensor parallelism."""
+    pytest.importorskip("deepspeed")
+    import threading
+
+    import yaml
+
+    from jukebox_dist.output.store import OutputStore
+    from jukebox_dist.runtime.runner import run_job
+
+    base = {"model": "tiny", "mode": "ancestral", "levels": ["top", "middle"],
+            "sampling": {"batch": {"top": 2, "middle": 2, "bottom": 2}},
+            "songs": [{"artist": "Alan Jackson", "genres": ["country"], "lyrics": "porch light", "seconds": 0.3,
+                       "takes": 2, "seed": 3}],
+            "resources": {"upsamplers": {"middle": {"cpus": 0.25}, "bottom": {"cpus": 0.25}},
+                          "decoders": {"cpus": 0.25}}}
+    codes = {}
+    for tp in (1, 2):
+        out = tmp_path / f"tp{tp}"
+        data = {**base, "name": f"tp{tp}", "output": str(out)}
+        data["resources"] = {**base["resources"], "top_prior": {"tensor_parallel": tp, "cpus": 0.5}}
+        path = tmp_path / f"tp{tp}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        killed = []
+
+        def kill_rank_1_after_a_top_window() -> None:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and not killed:
+                names = [a["name"] for a in local_ray.util.list_named_actors(all_namespaces=True)]
+                rank1 = [n for n in names if n.startswith("TPPriorWorker-") and n.endswith("-rank1")]
+                store = OutputStore(str(out), f"tp{tp}") if (out / "ledger").is_dir() else None
+                top_done = store is not None and any(r.level == 0 and r.worker != "init" for recs in
+                                                     store.load_windows().values() for r in recs)
+                if rank1 and top_done:
+                    local_ray.kill(local_ray.get_actor(rank1[0]), no_restart=True)
+                    killed.append(rank1[0])
+                time.sleep(0.2)
+
+        killer = threading.Thread(target=kill_rank_1_after_a_top_window, daemon=True)
+        if tp == 2:
+            killer.start()
+        with caplog.at_level("WARNING"):
+            summary = run_job(str(path), executor="ray")
+        if tp == 2:
+            killer.join(timeout=5)
+            assert killed, "rank 1 was never killed: the job ended before a top window was recorded"
+            assert "restarting the whole group" in caplog.text and "retrying" in caplog.text
+        assert summary["failed"] == 0
+        rows = _rows(out)
+        assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+        codes[tp] = {r["sample_id"]: (r["codes_top"], r["codes_middle"]) for r in rows}
+    assert codes[1] == codes[2]
+
+
+def _rows(out: Path) -> list[dict]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = sorted(out.glob("samples/part-*.parquet"))
+    return pa.concat_tables([pq.read_table(p) for p in parts]).to_pylist()
