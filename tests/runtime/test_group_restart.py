@@ -12,6 +12,7 @@ import pytest
 from jukebox_dist.errors import InputError
 from jukebox_dist.runtime.actors import PoolSpec, check_fits
 from tests.runtime.group_worker import AllReduceRank
+from tests.runtime.tp_job import write_tp_job
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -134,24 +135,12 @@ def test_a_job_survives_a_dead_rank_of_its_tensor_parallel_top_prior(local_ray, 
     pytest.importorskip("deepspeed")
     import threading
 
-    import yaml
-
     from jukebox_dist.output.store import OutputStore
     from jukebox_dist.runtime.runner import run_job
 
-    base = {"model": "tiny", "mode": "ancestral", "levels": ["top", "middle"],
-            "sampling": {"batch": {"top": 2, "middle": 2, "bottom": 2}},
-            "songs": [{"artist": "Alan Jackson", "genres": ["country"], "lyrics": "porch light", "seconds": 0.3,
-                       "takes": 2, "seed": 3}],
-            "resources": {"upsamplers": {"middle": {"cpus": 0.25}, "bottom": {"cpus": 0.25}},
-                          "decoders": {"cpus": 0.25}}}
     codes = {}
     for tp in (1, 2):
-        out = tmp_path / f"tp{tp}"
-        data = {**base, "name": f"tp{tp}", "output": str(out)}
-        data["resources"] = {**base["resources"], "top_prior": {"tensor_parallel": tp, "cpus": 0.5}}
-        path = tmp_path / f"tp{tp}.yaml"
-        path.write_text(yaml.safe_dump(data))
+        path, out = write_tp_job(tmp_path, tp, seconds=0.3)
         killed = []
 
         def kill_rank_1_after_a_top_window() -> None:

@@ -25,6 +25,8 @@ import pytest
 import soundfile
 import yaml
 
+from tests.runtime.tp_job import write_tp_job
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not (BIN / "ray").exists() or not (BIN / "jukebox-dist").exists(),
@@ -178,18 +180,9 @@ def test_tensor_parallel_top_prior_group_gives_the_same_codes(ray_head, tmp_path
     DeepSpeed AutoTP); the codes equal those of the same job with one top-prior actor."""
     pytest.importorskip("deepspeed")
     address, env = ray_head
-    base = {"model": "tiny", "mode": "ancestral", "levels": ["top", "middle"],
-            "sampling": {"batch": {"top": 2, "middle": 2, "bottom": 2}},
-            "songs": [{"artist": "Alan Jackson", "genres": ["country"], "lyrics": "porch light", "seconds": 0.2,
-                       "takes": 2, "seed": 3}],
-            "resources": {"upsamplers": {"middle": {"cpus": 0.25}, "bottom": {"cpus": 0.25}},
-                          "decoders": {"cpus": 0.25}}}
     results = {}
     for tp in (1, 2):
-        data = {**base, "name": f"tp{tp}", "output": str(tmp_path / f"tp{tp}")}
-        data["resources"] = {**base["resources"], "top_prior": {"tensor_parallel": tp, "cpus": 0.5}}
-        path = tmp_path / f"tp{tp}.yaml"
-        path.write_text(yaml.safe_dump(data))
+        path, _ = write_tp_job(tmp_path, tp, seconds=0.2)
         done = _submit(address, env, path, f"tiny-tp{tp}", wait=True)
         assert done.returncode == 0 and _status(address, env, f"tiny-tp{tp}") == "SUCCEEDED", done.stdout[-3000:]
         results[tp] = {r["sample_id"]: r for r in _rows(tmp_path / f"tp{tp}")}
