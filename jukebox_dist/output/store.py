@@ -6,11 +6,17 @@ Layout under the root (a local path or a pyarrow filesystem URI such as s3://buc
     audio/{sample_id}.flac      (or .wav) one file per finished sample
     samples/part-*.parquet      one row per sample (SAMPLE_SCHEMA): metadata, codes, timings, status
     ledger/part-*.parquet       one row per finished window (LEDGER_SCHEMA): what a restart resumes from
+    report/{sample_id}.png      each finished sample's spectrogram
+    report.html                 the listening page, rewritten at the end of every run
 
 Nothing is ever rewritten in place: every write adds a new uniquely named part, and every file appears under its
 final name complete or not at all (local: temporary name in the same folder + rename; object stores: one put,
 which they publish atomically). So a job killed at any instant leaves a folder that readers and a resumed job can
 use as is; a temporary file left behind starts with "." and is never matched by the `part-*.parquet` readers.
+
+A finished job compacts each folder's parts into one (`compact`): the merged part is written first, then the
+parts it holds are deleted, so a kill in between leaves rows twice, never none; the readers here drop such exact
+duplicates and the next compaction removes them.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ import pyarrow.parquet as pq
 from jukebox_dist import __version__
 from jukebox_dist.errors import AudioError, InputError
 from jukebox_dist.output.audio import atomic_write, safe_join, write_audio
+from jukebox_dist.output.report import render_report, spectrogram_png
 
 __all__ = ["AUDIO_FORMATS", "LEDGER_SCHEMA", "SAMPLE_SCHEMA", "OutputStore", "WindowRecord"]
 
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 
 AUDIO_FORMATS = ("flac", "wav")
 JOB_FILE = "job.json"
+REPORT_FILE = "report.html"
 LEVEL_NAMES = ("top", "middle", "bottom")  # prior order
 
 LEDGER_SCHEMA = pa.schema([
@@ -235,6 +243,8 @@ class OutputStore:
                 except AudioError as exc:  # bad audio from one sample (NaN, empty) fails that sample, not the job
                     log.error("%s: cannot write its audio: %s", sid, exc)
                     row.update(status="error", error=f"writing audio: {exc}", audio_path=None)
+                else:
+                    self._put_spectrogram(sid, audio, sample_rate)
             row.setdefault("job", self.job)
             row.setdefault("sample_rate", sample_rate)
             row.setdefault("package_version", __version__)
@@ -251,8 +261,35 @@ class OutputStore:
 
     def read_samples(self) -> pa.Table:
         """Every sample row written so far (all parts), with SAMPLE_SCHEMA; empty when there are none."""
-        tables = list(self._read_parts("samples", SAMPLE_SCHEMA))
-        return pa.concat_tables(tables) if tables else SAMPLE_SCHEMA.empty_table()
+        tables = [table for _, table in self._read_parts_named("samples", SAMPLE_SCHEMA)]
+        return _unique_rows(tables, SAMPLE_SCHEMA, _ROW_KEYS["samples"])
+
+    # ---- report -----------------------------------------------------------------------------------------
+    def write_report(self) -> str:
+        """report.html: a player, spectrogram and metadata per sample (output/report.py); returns its path."""
+        self._put(REPORT_FILE, render_report(self.job, self.read_samples().to_pylist()).encode())
+        return self._path(REPORT_FILE)
+
+    def _put_spectrogram(self, sample_id: str, audio: Any, sample_rate: int) -> None:
+        try:
+            self._put(f"report/{sample_id}.png", spectrogram_png(audio, sample_rate))
+        except (RuntimeError, ValueError, OSError, pa.ArrowException) as exc:  # a picture never fails a sample
+            log.warning("%s: no spectrogram for the report (%s)", sample_id, exc)
+
+    # ---- compaction --------------------------------------------------------------------------------------
+    def compact(self, folder: str) -> int:
+        """Merge the readable parts of "ledger" or "samples" into one new part, dropping exact duplicate rows;
+        returns how many parts were merged (0 when there was at most one). Unreadable parts are left alone."""
+        schema = {"ledger": LEDGER_SCHEMA, "samples": SAMPLE_SCHEMA}[folder]
+        named = list(self._read_parts_named(folder, schema))
+        if len(named) <= 1:
+            return 0
+        merged = _unique_rows([table for _, table in named], schema, _ROW_KEYS[folder])
+        self._put_table(folder, merged)  # first the merged part: a kill from here on loses no row
+        for path, _ in named:
+            self.fs.delete_file(path)
+        log.info("%s: compacted %d %s parts (%d rows) into one", self.root, len(named), folder, merged.num_rows)
+        return len(named)
 
     @staticmethod
     def _check_row(row: Mapping[str, Any], audio: Any | None) -> dict[str, Any]:
@@ -325,6 +362,11 @@ class OutputStore:
     def _read_parts(self, folder: str, schema: pa.Schema, columns: list[str] | None = None) -> Iterable[pa.Table]:
         """Each readable `part-*.parquet` of `folder`, in write order, as `schema` (its `columns`); damaged or
         foreign parts are skipped with a warning, so one bad file never stops a resume."""
+        for _, table in self._read_parts_named(folder, schema, columns):
+            yield table
+
+    def _read_parts_named(self, folder: str, schema: pa.Schema,
+                          columns: list[str] | None = None) -> Iterable[tuple[str, pa.Table]]:
         selector = pafs.FileSelector(self._path(folder), allow_not_found=True)
         infos = [i for i in self.fs.get_file_info(selector)
                  if i.type == pafs.FileType.File and i.base_name.startswith("part-")
@@ -333,10 +375,30 @@ class OutputStore:
         for info in sorted(infos, key=lambda i: i.base_name):
             try:
                 table = pq.read_table(info.path, filesystem=self.fs, columns=want.names)
-                yield table.select(want.names).cast(want)
+                yield info.path, table.select(want.names).cast(want)
             except _READ_ERRORS as exc:
                 log.warning("%s: skipping unreadable part %s (%s: %s)", self.root, info.path,
                             type(exc).__name__, exc)
+
+
+# What makes two rows the same record: a row written twice (a part and the compacted part that holds it) agrees
+# on these; two different records of one sample (an error, then the ok of its retry) do not.
+_ROW_KEYS = {"samples": ("sample_id", "status", "finished_at"),
+             "ledger": ("sample_id", "level", "start", "finished_at", "worker")}
+
+
+def _unique_rows(tables: list[pa.Table], schema: pa.Schema, keys: tuple[str, ...]) -> pa.Table:
+    """The rows of `tables` (in order), keeping the first of rows that agree on `keys`."""
+    if not tables:
+        return schema.empty_table()
+    table = pa.concat_tables(tables)
+    seen: set[tuple] = set()
+    keep = []
+    for i, key in enumerate(zip(*(table[k].to_pylist() for k in keys))):
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return table if len(keep) == table.num_rows else table.take(keep)
 
 
 def _result_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[str]:

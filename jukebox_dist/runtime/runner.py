@@ -55,6 +55,10 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
     log.info("job %s: %d samples, levels %s, output %s", manifest.name, len(jobs),
              [LEVEL_POOLS[lvl] for lvl in levels], manifest.output)
     summary = Scheduler(jobs, settings, runner, store, store_finished).run()
+    # Every sample is finished or failed: one Parquet part per folder instead of one per window batch.
+    for folder in ("samples", "ledger"):
+        store.compact(folder)
+    log.info("listening page: %s", store.write_report())
     summary["output"] = str(manifest.output)
     return summary
 

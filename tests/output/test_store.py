@@ -311,3 +311,62 @@ def test_object_store_resume_and_corrupt_part() -> None:
 def test_bad_uri_is_an_input_error() -> None:
     with pytest.raises(InputError, match="cannot open this filesystem URI"):
         OutputStore("nosuchscheme://x/y", "j")
+
+
+# ---- compaction -----------------------------------------------------------------------------------------------
+def test_compact_merges_parts_and_keeps_every_record(tmp_path: Path) -> None:
+    store = OutputStore(str(tmp_path), "j")
+    store.append_windows([rec("a", 0, 0, [1, 2], 1.0)])
+    store.append_windows([rec("a", 0, 2, [3], 2.0), rec("b", 0, 0, [4], 2.5)])
+    store.append_windows([rec("a", 0, 2, [3], 3.0, "w1")])  # a retried window: a second record, kept
+    store.write_samples([row("bad", "error", error="boom", finished_at=1.0)], [None], SR)
+    store.write_samples([row("bad", finished_at=2.0)], [tone()], SR)
+    store.write_samples([row("good", finished_at=3.0)], [tone()], SR)
+    windows, samples = store.load_windows(), store.read_samples()
+
+    assert store.compact("ledger") == 3 and store.compact("samples") == 3
+    assert len(parts(tmp_path / "ledger")) == 1 and len(parts(tmp_path / "samples")) == 1
+    assert pq.read_table(parts(tmp_path / "ledger")[0]).num_rows == 4
+    again = OutputStore(str(tmp_path), "j")
+    assert again.load_windows() == windows
+    assert again.read_samples().equals(samples)  # the error row of the retried sample stays, in order
+    assert again.finished_samples() == {"bad", "good"}
+    assert store.compact("ledger") == 0  # one part: nothing to do
+    assert [p.name for p in (tmp_path / "ledger").iterdir()] == [parts(tmp_path / "ledger")[0].name]
+
+
+def test_a_kill_during_compaction_duplicates_rows_that_readers_and_the_next_compaction_drop(tmp_path: Path) -> None:
+    import shutil
+
+    store = OutputStore(str(tmp_path), "j")
+    store.write_samples([row("s", finished_at=1.0)], [tone()], SR)
+    store.write_samples([row("t", finished_at=2.0)], [tone()], SR)
+    store.append_windows([rec("s", 0, 0, [1])])
+    store.append_windows([rec("t", 0, 0, [2])])
+    before, windows = store.read_samples(), store.load_windows()
+    # The state a kill leaves after the merged part is written and before the old parts are deleted.
+    for folder in ("samples", "ledger"):
+        old = parts(tmp_path / folder)
+        saved = [(p.name, p.read_bytes()) for p in old]
+        assert store.compact(folder) == 2
+        for name, data in saved:
+            (tmp_path / folder / name).write_bytes(data)
+        assert len(parts(tmp_path / folder)) == 3
+    resumed = OutputStore(str(tmp_path), "j")
+    assert resumed.read_samples().equals(before)  # no row twice
+    assert resumed.load_windows() == windows
+    assert resumed.compact("samples") == 3 and resumed.compact("ledger") == 3
+    assert resumed.read_samples().equals(before) and pq.read_table(parts(tmp_path / "samples")[0]).num_rows == 2
+    assert pq.read_table(parts(tmp_path / "ledger")[0]).num_rows == 2
+
+
+def test_compact_on_an_object_store() -> None:
+    store = OutputStore("mock:///bucket/out", "nightly")
+    exercise(store)
+    store.append_windows([rec("t", 0, 0, [5])])
+    store.write_samples([row("t")], [tone()], SR)
+    windows, samples = store.load_windows(), store.read_samples()
+    assert store.compact("ledger") >= 2 and store.compact("samples") >= 2
+    names = [i.base_name for i in store.fs.get_file_info(pafs.FileSelector("bucket/out/ledger"))]
+    assert len(names) == 1 and names[0].startswith("part-")
+    assert store.load_windows() == windows and store.read_samples().equals(samples)

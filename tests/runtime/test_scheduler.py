@@ -104,6 +104,11 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_run(tmp_path, monkeypat
             assert r[name] == expected[r["sample_id"]][name]
     assert summary["already_done"] == len(partial)
 
+    # The killed run left one part per window batch; each finished run compacts them into one per folder.
+    for folder in ("samples", "ledger"):
+        assert len(glob.glob(f"{tmp_path}/out/{folder}/part-*.parquet")) == 1, folder
+    page = (tmp_path / "out" / "report.html").read_text()  # the listening page covers every sample
+    assert "3 of 3 samples finished" in page and all(f'src="report/{sid}.png"' in page for sid in expected)
     again = run_job(_manifest(tmp_path), executor="local")
     assert again["written"] == 0 and again["already_done"] == 3
     assert len(_rows(tmp_path / "out")) == 3
