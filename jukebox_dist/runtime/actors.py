@@ -90,7 +90,9 @@ class RayExecutor:
                 actors = [self._group(spec) for _ in range(spec.actors)]
             else:
                 cls = ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_restarts=3)(spec.worker)
-                actors = [_Actor(cls.remote(**spec.kwargs)) for _ in range(spec.actors)]
+                pool_id = uuid.uuid4().hex[:8]  # names tell pools and actors apart in `ray list actors`
+                actors = [_Actor(cls.options(name=f"{spec.worker.__name__}-{name}-{pool_id}-{i}").remote(**spec.kwargs))
+                          for i in range(spec.actors)]
             self.pools[name] = _Pool(spec, actors)
             log.info("pool %s: %d actor(s) of %s, %g CPU and %g GPU each", name, spec.actors, spec.worker.__name__,
                      spec.cpus, spec.gpus)

@@ -9,6 +9,7 @@ import yaml
 def write_tp_job(tmp_path: Path, tp: int, seconds: float) -> tuple[Path, Path]:
     """Writes tmp_path/tp{tp}.yaml (two takes of one song, top + middle, output tmp_path/tp{tp}); returns
     (manifest, output folder)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / f"tp{tp}"
     data = {"name": f"tp{tp}", "model": "tiny", "output": str(out), "mode": "ancestral", "levels": ["top", "middle"],
             "sampling": {"batch": {"top": 2, "middle": 2, "bottom": 2}},

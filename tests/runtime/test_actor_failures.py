@@ -1,9 +1,12 @@
-"""RayExecutor's tensor-parallel groups on an in-process local Ray (bound to 127.0.0.1): a group whose rank dies
-mid-call fails that call at once (not when the survivor's collective times out) and is rebuilt as a whole; a group
-that fails to form is tried again; a group no node can hold is a clear error; check_fits rejects a manifest's
-pools that no node can hold."""
+"""Actor failures on an in-process local Ray (bound to 127.0.0.1). RayExecutor's tensor-parallel groups: a group
+whose rank dies mid-call fails that call at once (not when the survivor's collective times out) and is rebuilt as
+a whole; a group that fails to form is tried again; a group no node can hold is a clear error; check_fits rejects
+pools no node can hold. Whole jobs: a killed top-prior rank, or a killed upsampler actor (restarted by Ray), costs
+a retry, never a sample or a different code."""
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from pathlib import Path
 
@@ -129,47 +132,73 @@ def test_validate_cluster_rejects_a_group_larger_than_any_node(local_ray, tmp_pa
 
 
 def test_a_job_survives_a_dead_rank_of_its_tensor_parallel_top_prior(local_ray, tmp_path, caplog):
-    """The real TPPriorWorker (tiny model, 2 CPU ranks, DeepSpeed AutoTP) in a job run by this process: rank 1 is
-    killed once the top level has finished a window; the group is rebuilt, the window retried, and every sample
-    ends with the codes of the same job without tensor parallelism."""
+    """The real TPPriorWorker (tiny model, 2 CPU ranks, DeepSpeed AutoTP): rank 1 is killed once the top level
+    has finished a window; the group is rebuilt, the window retried, and every sample ends with the codes of the
+    same job without tensor parallelism."""
     pytest.importorskip("deepspeed")
-    import threading
-
-    from jukebox_dist.output.store import OutputStore
-    from jukebox_dist.runtime.runner import run_job
-
     codes = {}
     for tp in (1, 2):
         path, out = write_tp_job(tmp_path, tp, seconds=0.3)
-        killed = []
-
-        def kill_rank_1_after_a_top_window() -> None:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline and not killed:
-                names = [a["name"] for a in local_ray.util.list_named_actors(all_namespaces=True)]
-                rank1 = [n for n in names if n.startswith("TPPriorWorker-") and n.endswith("-rank1")]
-                store = OutputStore(str(out), f"tp{tp}") if (out / "ledger").is_dir() else None
-                top_done = store is not None and any(r.level == 0 and r.worker != "init" for recs in
-                                                     store.load_windows().values() for r in recs)
-                if rank1 and top_done:
-                    local_ray.kill(local_ray.get_actor(rank1[0]), no_restart=True)
-                    killed.append(rank1[0])
-                time.sleep(0.2)
-
-        killer = threading.Thread(target=kill_rank_1_after_a_top_window, daemon=True)
-        if tp == 2:
-            killer.start()
-        with caplog.at_level("WARNING"):
-            summary = run_job(str(path), executor="ray")
-        if tp == 2:
-            killer.join(timeout=5)
-            assert killed, "rank 1 was never killed: the job ended before a top window was recorded"
-            assert "restarting the whole group" in caplog.text and "retrying" in caplog.text
-        assert summary["failed"] == 0
-        rows = _rows(out)
-        assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
-        codes[tp] = {r["sample_id"]: (r["codes_top"], r["codes_middle"]) for r in rows}
+        if tp == 1:
+            codes[tp] = _run(path, out)
+            continue
+        with _killing(local_ray, out, "tp2", "TPPriorWorker-", "-rank1", level=0, restart=False) as killed:
+            with caplog.at_level("WARNING"):
+                codes[tp] = _run(path, out)
+        assert killed, "rank 1 was never killed: the job ended before a top window was recorded"
+        assert "restarting the whole group" in caplog.text and "retrying" in caplog.text
     assert codes[1] == codes[2]
+
+
+def test_a_job_survives_a_killed_upsampler_actor(local_ray, tmp_path, caplog):
+    """The middle upsampler's actor is killed (Ray restarts it) after its first window: the call in flight fails,
+    the scheduler retries it on the restarted actor, and the codes equal an in-process run of the same job."""
+    path, out = write_tp_job(tmp_path / "killed", 1, seconds=0.3)
+    clean_path, clean_out = write_tp_job(tmp_path / "clean", 1, seconds=0.3)
+    expected = _run(clean_path, clean_out, executor="local")
+    with _killing(local_ray, out, "tp1", "PriorWorker-middle-", "-0", level=1, restart=True) as killed:
+        with caplog.at_level("WARNING"):
+            got = _run(path, out)
+    assert killed, "the middle actor was never killed: the job ended before a middle window was recorded"
+    assert "middle.sample failed" in caplog.text and "retrying" in caplog.text
+    assert got == expected
+
+
+def _run(path: Path, out: Path, executor: str = "ray") -> dict[str, tuple]:
+    from jukebox_dist.runtime.runner import run_job
+
+    summary = run_job(str(path), executor=executor)
+    rows = _rows(out)
+    assert summary["failed"] == 0 and len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    return {r["sample_id"]: (r["codes_top"], r["codes_middle"]) for r in rows}
+
+
+@contextlib.contextmanager
+def _killing(ray, out: Path, job: str, prefix: str, suffix: str, *, level: int, restart: bool):
+    """While the body runs, kill the actor whose name starts with `prefix` and ends with `suffix` as soon as the
+    job's ledger holds a sampled window of `level`; yields the list of killed names."""
+    from jukebox_dist.output.store import OutputStore
+
+    killed: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set() and not killed:
+            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+            match = [n for n in names if n.startswith(prefix) and n.endswith(suffix)]
+            ledger = OutputStore(str(out), job).load_windows() if (out / "ledger").is_dir() else {}
+            if match and any(r.level == level and r.worker != "init" for recs in ledger.values() for r in recs):
+                ray.kill(ray.get_actor(match[0]), no_restart=not restart)
+                killed.append(match[0])
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def _rows(out: Path) -> list[dict]:
