@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from jukebox_dist.errors import CheckpointError, ConfigError, JukeboxError
 from jukebox_dist.job.manifest import (LEVELS, HUB_ID_RE, Level, Manifest, ManifestError, Mode, Song, assign_defaults,
                                        format_validation_error, load_manifest)
+from jukebox_dist.model.checkpoint import weights_fingerprint
 from jukebox_dist.model.config import JukeboxConfig, tiny_config
 from jukebox_dist.model.tokenizer import JukeboxTokenizer
 from jukebox_dist.sampling.windows import hop_length, level_tokens, windows
@@ -472,6 +473,20 @@ def load_model_config(model: str) -> tuple[JukeboxConfig, JukeboxTokenizer]:
     layout (config.json, artists.json, genres.json, lyrics.json), or a hub id already in the local cache."""
     if model in TINY_PRESETS:
         return tiny_config(TINY_PRESETS[model]), JukeboxTokenizer.from_pretrained(model)
+    folder = model_folder(model)
+    return JukeboxConfig.from_json(folder / "config.json"), JukeboxTokenizer.from_pretrained(folder)
+
+
+def model_fingerprint(model: str) -> str:
+    """What identifies the weights a job samples with (stored with every sample and checked on resume): the
+    preset name for the seeded random presets, else a fingerprint of the model folder's files."""
+    if model in TINY_PRESETS:
+        return f"preset-{model}"
+    return weights_fingerprint(model_folder(model))
+
+
+def model_folder(model: str) -> Path:
+    """The local folder of a model folder path or a downloaded hub id (presets with weights have none)."""
     if model in VOCAB_ONLY_PRESETS:
         raise ConfigError(f"preset {model!r} has no bundled vocabulary or weights: download "
                           f"openai/jukebox-{model.replace('_', '-')} and set model to that folder")
@@ -487,7 +502,7 @@ def load_model_config(model: str) -> tuple[JukeboxConfig, JukeboxTokenizer]:
         what = "no such folder" if not folder.exists() else "not a folder"
         raise CheckpointError(f"{model}: {what}; expected a preset (tiny, tiny5b), a Jukebox model folder in the "
                               "Hugging Face layout, or a downloaded hub id owner/name")
-    return JukeboxConfig.from_json(folder / "config.json"), JukeboxTokenizer.from_pretrained(folder)
+    return folder
 
 
 def _cached_hub_folder(repo_id: str) -> Path | None:

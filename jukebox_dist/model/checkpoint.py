@@ -7,6 +7,7 @@ parallelism can split heads. Everything else has the same name and shape.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -43,6 +44,27 @@ def read_state_dict(folder: Path, keep: Keep | None = None) -> dict[str, Tensor]
         if path.is_file():
             return _read_file(path, keep)
     raise CheckpointError(f"{folder}: no weights found; expected one of {', '.join(WEIGHT_FILES + INDEX_FILES)}")
+
+
+def weights_fingerprint(folder: Path, *, samples: int = 16, chunk: int = 1 << 20) -> str:
+    """A short id of the model in `folder`, for provenance: sha256 over config.json and, for each weights file,
+    its name, size and `samples` evenly spaced chunks of its content (the first holds a safetensors header).
+    Reading a few MiB instead of gigabytes keeps it instant; any retrain, re-save or re-shard changes it."""
+    h = hashlib.sha256()
+    try:
+        h.update((folder / "config.json").read_bytes())
+        files = sorted(p for p in folder.iterdir() if p.is_file() and (
+            p.name in WEIGHT_FILES + INDEX_FILES or p.suffix in (".safetensors", ".bin")))
+        for path in files:
+            size = path.stat().st_size
+            h.update(f"{path.name}:{size}".encode())
+            with path.open("rb") as f:
+                for i in range(samples):
+                    f.seek(size * i // samples)
+                    h.update(f.read(chunk))
+    except OSError as exc:
+        raise CheckpointError(f"{folder}: cannot read the model files to fingerprint them ({exc})") from None
+    return h.hexdigest()[:16]
 
 
 def _read_sharded(index: Path, keep: Keep) -> dict[str, Tensor]:

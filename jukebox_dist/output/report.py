@@ -85,7 +85,8 @@ def render_report(job: str, rows: Sequence[dict[str, Any]]) -> str:
             listen, cls = f"failed: {e(r.get('error') or 'unknown error')}", ' class="err"'
         temps = ", ".join(f"{t:g}" for t in (r.get("temperature") or []))
         settings = (f"{r['seconds']:.2f} s, seed {r['seed']}, {e(r['mode'] or '')}<br>temperature {e(temps)}, "
-                    f"top_k {r['top_k']}, top_p {r['top_p']:g}<br>{e(r['model'] or '')}")
+                    f"top_k {r['top_k']}, top_p {r['top_p']:g}<br>{e(r['model'] or '')} "
+                    f"<small>{e(r.get('model_hash') or '')}</small>")
         lines.append(f"<tr><td>{sid}</td><td>{song}</td><td{cls}>{listen}</td><td>{settings}</td></tr>")
     lines += ["</table>", "</body></html>", ""]
     return "\n".join(lines)

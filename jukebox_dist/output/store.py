@@ -58,7 +58,7 @@ LEDGER_SCHEMA = pa.schema([
 SAMPLE_SCHEMA = pa.schema([
     ("job", pa.string()), ("sample_id", pa.string()), ("song_id", pa.string()), ("artist", pa.string()),
     ("genres", pa.list_(pa.string())), ("lyrics", pa.string()), ("seed", pa.int64()), ("seconds", pa.float64()),
-    ("total_length", pa.int64()), ("sample_rate", pa.int32()), ("mode", pa.string()), ("model", pa.string()),
+    ("total_length", pa.int64()), ("sample_rate", pa.int32()), ("mode", pa.string()), ("model", pa.string()), ("model_hash", pa.string()),
     ("temperature", pa.list_(pa.float32())), ("top_k", pa.int32()), ("top_p", pa.float32()),
     ("codes_top", pa.list_(pa.int16())), ("codes_middle", pa.list_(pa.int16())),
     ("codes_bottom", pa.list_(pa.int16())), ("audio_path", pa.string()), ("status", pa.string()),
@@ -71,6 +71,10 @@ STATUSES = ("ok", "error")
 # cluster it runs on, and batch / prefill chunk sizes (tokens depend on seeds, not on batching; DESIGN.md).
 # Everything else (model, mode, levels, sampling, songs, name, audio format, and any field added later) must match.
 _NOT_RESULTS = {("output",), ("resources",), ("ray",), ("sampling", "batch"), ("sampling", "chunk_size")}
+
+# Columns added after parts were first written: older parts lack them and read as null. Any other missing
+# column makes a part foreign (skipped).
+_ADDED_COLUMNS = {"model_hash"}
 
 # What reading a damaged or foreign part can raise; one bad part must never stop a resume.
 _READ_ERRORS = (pa.ArrowException, OSError, ValueError, KeyError, TypeError)
@@ -120,8 +124,9 @@ class OutputStore:
         return f"OutputStore({self.root!r}, job={self.job!r})"
 
     # ---- job.json --------------------------------------------------------------------------------------
-    def write_job(self, manifest_dict: Mapping[str, Any]) -> None:
-        """Record the manifest at job start; on a resume, check the folder belongs to this same job."""
+    def write_job(self, manifest_dict: Mapping[str, Any], model_hash: str | None = None) -> None:
+        """Record the manifest (and the fingerprint of the weights) at job start; on a resume, check the folder
+        belongs to this same job, sampled with the same weights."""
         new = json.loads(json.dumps(manifest_dict, default=str))  # normalise tuples, enums, paths as on disk
         path = self._path(JOB_FILE)
         if self.fs.get_file_info(path).type == pafs.FileType.File:
@@ -132,12 +137,18 @@ class OutputStore:
                     f"output {self.root}: this folder belongs to another job ({old.get('job')!r}, started "
                     f"{_when(old.get('created_at'))}): its {', '.join(changed)} differ from this manifest's. "
                     "Use a new output folder, or the original manifest to resume that job.")
+            if model_hash and old.get("model_hash") and old["model_hash"] != model_hash:
+                raise InputError(
+                    f"output {self.root}: the weights of model {new.get('model')!r} changed since this job started "
+                    f"(fingerprint {old['model_hash']}, now {model_hash}); finishing it would mix samples of two "
+                    "models. Use a new output folder, or the original weights to resume.")
             if old.get("package_version") != __version__:
                 log.warning("%s was started by jukebox-dist %s, this is %s; resuming anyway", self.root,
                             old.get("package_version"), __version__)
             log.info("%s: resuming job %s started %s", self.root, old.get("job"), _when(old.get("created_at")))
             return
-        doc = {"job": self.job, "package_version": __version__, "created_at": time.time(), "manifest": new}
+        doc = {"job": self.job, "package_version": __version__, "created_at": time.time(), "manifest": new,
+               "model_hash": model_hash}
         self._put(JOB_FILE, json.dumps(doc, indent=2, sort_keys=True).encode())
         log.info("%s: new job %s", self.root, self.job)
 
@@ -374,7 +385,13 @@ class OutputStore:
         want = pa.schema([schema.field(c) for c in columns]) if columns else schema
         for info in sorted(infos, key=lambda i: i.base_name):
             try:
-                table = pq.read_table(info.path, filesystem=self.fs, columns=want.names)
+                have = set(pq.read_schema(info.path, filesystem=self.fs).names)
+                table = pq.read_table(info.path, filesystem=self.fs, columns=[c for c in want.names if c in have])
+                for field in want:  # a part written before a column was added: the column is null there
+                    if field.name not in have:
+                        if field.name not in _ADDED_COLUMNS:
+                            raise KeyError(f"no column {field.name!r}")
+                        table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
                 yield info.path, table.select(want.names).cast(want)
             except _READ_ERRORS as exc:
                 log.warning("%s: skipping unreadable part %s (%s: %s)", self.root, info.path,

@@ -8,7 +8,8 @@ from typing import Any
 from jukebox_dist import __version__
 from jukebox_dist.errors import InputError
 from jukebox_dist.job.manifest import Manifest, load_manifest
-from jukebox_dist.job.plan import SampleSpec, check_against_model, load_model_config, load_songs, make_plan
+from jukebox_dist.job.plan import (SampleSpec, check_against_model, load_model_config, load_songs, make_plan,
+                                   model_fingerprint)
 from jukebox_dist.output.store import OutputStore
 from jukebox_dist.runtime.actors import LocalExecutor, PoolSpec, RayExecutor, check_fits
 from jukebox_dist.runtime.scheduler import DECODER_POOL, LEVEL_POOLS, Finished, SampleJob, Scheduler, settings_for
@@ -32,7 +33,8 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
         check_divisible(config.priors[0], tp, encoder=False)  # an encoder it cannot split stays whole
     plan = make_plan(manifest, config, tokenizer)
     store = OutputStore(manifest.output, manifest.name)
-    store.write_job(manifest.model_dump(mode="json"))
+    model_hash = model_fingerprint(manifest.model)
+    store.write_job(manifest.model_dump(mode="json"), model_hash)
     levels = _levels(manifest)
     jobs = [_sample_job(spec, manifest, tokenizer) for spec in plan.samples]
     batch = [manifest.sampling.batch.top, manifest.sampling.batch.middle, manifest.sampling.batch.bottom]
@@ -48,7 +50,7 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
     temps = manifest.sampling.temperatures()
 
     def store_finished(done: list[Finished]) -> None:
-        rows = [_row(f, manifest, temps, config.sampling_rate) for f in done]
+        rows = [{**_row(f, manifest, temps, config.sampling_rate), "model_hash": model_hash} for f in done]
         store.write_samples(rows, [f.audio for f in done], config.sampling_rate, manifest.audio_format.value
                             if hasattr(manifest.audio_format, "value") else manifest.audio_format)
 

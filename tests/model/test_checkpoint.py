@@ -220,3 +220,18 @@ def test_loading_only_some_parts(tiny_dir):
     for name, tensor in part.priors[1].state_dict().items():
         assert torch.equal(tensor, model.priors[1].state_dict()[name]), name
     assert torch.equal(part.vqvae.bottleneck.level_blocks[0].codebook, model.vqvae.bottleneck.level_blocks[0].codebook)
+
+
+def test_weights_fingerprint_follows_the_files(tiny_dir, tmp_path):
+    from jukebox_dist.job.plan import model_fingerprint
+    from jukebox_dist.model.checkpoint import weights_fingerprint
+
+    folder = _copy(tiny_dir, tmp_path)
+    first = weights_fingerprint(folder)
+    assert len(first) == 16 and weights_fingerprint(folder) == first == model_fingerprint(str(folder))
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of the last tensor
+    weights.write_bytes(bytes(data))
+    assert weights_fingerprint(folder) != first
+    assert model_fingerprint("tiny") == "preset-tiny"

@@ -370,3 +370,26 @@ def test_compact_on_an_object_store() -> None:
     names = [i.base_name for i in store.fs.get_file_info(pafs.FileSelector("bucket/out/ledger"))]
     assert len(names) == 1 and names[0].startswith("part-")
     assert store.load_windows() == windows and store.read_samples().equals(samples)
+
+
+# ---- model fingerprint and older parts ----------------------------------------------------------------------
+def test_resume_with_other_weights_is_refused(tmp_path: Path) -> None:
+    OutputStore(str(tmp_path), "nightly").write_job(MANIFEST, "aaaa")
+    OutputStore(str(tmp_path), "nightly").write_job(MANIFEST, "aaaa")  # same weights: resumes
+    with pytest.raises(InputError, match=r"weights of model .* changed since this job started \(fingerprint aaaa, "
+                                         r"now bbbb\)"):
+        OutputStore(str(tmp_path), "nightly").write_job(MANIFEST, "bbbb")
+
+
+def test_parts_written_before_model_hash_existed_still_read(tmp_path: Path) -> None:
+    store = OutputStore(str(tmp_path), "j")
+    store.write_samples([row("new", model_hash="abc")], [tone()], SR)
+    old = pq.read_table(parts(tmp_path / "samples")[0]).drop_columns(["model_hash"])
+    (tmp_path / "samples" / parts(tmp_path / "samples")[0].name).unlink()
+    pq.write_table(old.set_column(old.schema.get_field_index("sample_id"), "sample_id", pa.array(["old"])),
+                   tmp_path / "samples" / "part-1-00000000.parquet")
+    resumed = OutputStore(str(tmp_path), "j")
+    assert resumed.finished_samples() == {"old"}  # the old part is read, not skipped as foreign
+    resumed.write_samples([row("new", model_hash="abc")], [tone()], SR)
+    got = {r["sample_id"]: r["model_hash"] for r in resumed.read_samples().to_pylist()}
+    assert got == {"old": None, "new": "abc"}

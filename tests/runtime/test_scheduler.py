@@ -57,6 +57,7 @@ def test_job_codes_equal_single_process_sampling(tmp_path):
             for level, name in enumerate(["codes_top", "codes_middle", "codes_bottom"]):
                 assert row[name] == codes[level][0].tolist(), f"{row['sample_id']} {name}"
             assert row["status"] == "ok" and row["seed"] == song["seed"] + take
+            assert row["model_hash"] == "preset-tiny"
             assert (tmp_path / "out" / row["audio_path"]).is_file()
 
 
