@@ -53,3 +53,29 @@ def test_tensor_parallel_needs_ray_and_divisible_heads(tmp_path, capsys):
     assert main(["validate", path]) == 2
     assert "tensor_parallel=3 does not divide the 2 attention heads" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_cluster_is_a_quick_clear_error(tmp_path):
+    """`validate --cluster` (and `run`) with an address nothing listens on: one line, in seconds, not minutes of
+    Ray's connection retries."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from jukebox_dist.runtime.runner import check_reachable
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    check_reachable("auto")  # forms Ray resolves itself are left to it
+    exe = Path(sys.executable).parent / "jukebox-dist"
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    t0 = time.monotonic()
+    done = subprocess.run([str(exe), "validate", "--cluster", str(Path(__file__).parents[1] / "jobs" / "tiny.yaml")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - t0 < 60
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"Ray cluster 127.0.0.1:{port} (ray.address or RAY_ADDRESS): nothing answers there" in done.stderr

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 from jukebox_dist import __version__
@@ -120,11 +121,26 @@ def _init_ray(manifest: Manifest) -> None:
         return
     address = manifest.ray.address or os.environ.get("RAY_ADDRESS")
     if address:  # inside `ray job submit`, RAY_ADDRESS names the cluster
+        check_reachable(address)
         ray.init(address=address, log_to_driver=True)
         log.info("connected to the Ray cluster at %s", address)
     else:
         ray.init(dashboard_host=manifest.ray.dashboard_host, include_dashboard=False, log_to_driver=True)
         log.info("started a local Ray instance (resources %s)", ray.cluster_resources())
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast on a cluster address nothing listens on: ray.init would retry for minutes, printing warnings."""
+    host_port = address.removeprefix("ray://").rstrip("/")
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not port.isdigit():  # "auto", "local" and other forms: Ray resolves those itself
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise InputError(f"Ray cluster {address} (ray.address or RAY_ADDRESS): nothing answers there ({exc}); "
+                         "expected host:port of a running head (`ray start --head`), or no address for a local "
+                         "Ray") from None
 
 
 def _row(f: Finished, manifest: Manifest, temps: list[float], sample_rate: int) -> dict[str, Any]:
