@@ -133,7 +133,8 @@ class Prior(nn.Module):
     def music_logits(self, hidden: Tensor) -> Tensor:
         """Scores over music tokens only (the merged prior's head also covers lyric ids: they are dropped)."""
         head = self.prior.fc_proj_out
-        if type(head) is nn.Linear and head.bias is None and head.weight.is_contiguous() and hidden.device.type == "cpu":
+        row_major = head.weight.is_contiguous() if type(head) is nn.Linear and head.bias is None else False
+        if row_major and hidden.device.type == "cpu":
             # A row-major head (tied to the embedding, so not made input-major): weight @ hidden^T is MKL's fast
             # case for a few rows (about 2.5x faster than hidden @ weight^T here) and gives the same values.
             flat = hidden.reshape(-1, hidden.shape[-1])

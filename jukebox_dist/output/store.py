@@ -58,7 +58,8 @@ LEDGER_SCHEMA = pa.schema([
 SAMPLE_SCHEMA = pa.schema([
     ("job", pa.string()), ("sample_id", pa.string()), ("song_id", pa.string()), ("artist", pa.string()),
     ("genres", pa.list_(pa.string())), ("lyrics", pa.string()), ("seed", pa.int64()), ("seconds", pa.float64()),
-    ("total_length", pa.int64()), ("sample_rate", pa.int32()), ("mode", pa.string()), ("model", pa.string()), ("model_hash", pa.string()),
+    ("total_length", pa.int64()), ("sample_rate", pa.int32()), ("mode", pa.string()), ("model", pa.string()),
+    ("model_hash", pa.string()),
     ("temperature", pa.list_(pa.float32())), ("top_k", pa.int32()), ("top_p", pa.float32()),
     ("codes_top", pa.list_(pa.int16())), ("codes_middle", pa.list_(pa.int16())),
     ("codes_bottom", pa.list_(pa.int16())), ("audio_path", pa.string()), ("status", pa.string()),

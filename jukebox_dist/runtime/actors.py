@@ -24,6 +24,11 @@ class PoolSpec:
     cpus: float = 1.0
     gpus: float = 0.0
     group: int = 1  # ranks per actor group (tensor parallelism): each group is one slot of the pool
+    field: str = ""  # the manifest entry that sets these resources (e.g. resources.top_prior), for messages
+
+    @property
+    def source(self) -> str:
+        return self.field or f"the {self.worker.__name__} pool"
 
 
 class LocalExecutor:
@@ -133,7 +138,7 @@ class RayExecutor:
         except self.ray.exceptions.GetTimeoutError:
             self.ray.util.remove_placement_group(pg)
             raise InputError(f"no node could host a tensor-parallel group of {spec.group} ranks with {bundle} each "
-                             f"within {self.group_timeout_s:g} s (resources.top_prior; all ranks must fit on one "
+                             f"within {self.group_timeout_s:g} s ({spec.source}; all ranks must fit on one "
                              "node)") from None
         env = {} if spec.gpus else {"DS_ACCELERATOR": "cpu"}
         cls = self.ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_restarts=0)(spec.worker)
@@ -222,11 +227,7 @@ def check_fits(pools: dict[str, PoolSpec], nodes: list[dict[str, Any]], where: s
         what = (f"a tensor-parallel group of {spec.group} ranks x ({spec.gpus:g} GPU, {spec.cpus:g} CPU) = "
                 f"{need['GPU']:g} GPUs and {need['CPU']:g} CPUs on one node" if spec.group > 1
                 else f"{spec.gpus:g} GPUs and {spec.cpus:g} CPUs per actor")
-        raise InputError(f"resources.{_field(name)}: needs {what}, but no node of {where} has that much (its "
+        raise InputError(f"{spec.source}: needs {what}, but no node of {where} has that much (its "
                          f"largest: {most['GPU']:g} GPUs, {most['CPU']:g} CPUs; {len(alive)} node(s) alive)"
                          + (": lower tensor_parallel or gpus" if spec.group > 1 else ""))
 
-
-def _field(pool: str) -> str:
-    return {"top": "top_prior", "middle": "upsamplers.middle", "bottom": "upsamplers.bottom",
-            "decoder": "decoders"}.get(pool, pool)

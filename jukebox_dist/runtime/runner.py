@@ -26,12 +26,9 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
     songs = load_songs(manifest)
     config, tokenizer = load_model_config(manifest.model)
     check_against_model(manifest, songs, config, tokenizer)  # every check before any model loads
-    tp = manifest.resources.top_prior.tensor_parallel
-    if tp > 1:
-        if executor == "local":
-            raise InputError(f"{path}: resources.top_prior.tensor_parallel={tp} needs Ray (drop --local)")
-        from jukebox_dist.runtime.tp import check_divisible
-        check_divisible(config.priors[0], tp, encoder=False)  # an encoder it cannot split stays whole
+    tp = manifest.resources.top_prior.tensor_parallel  # check_against_model checked it divides the heads
+    if tp > 1 and executor == "local":
+        raise InputError(f"{path}: resources.top_prior.tensor_parallel={tp} needs Ray (drop --local)")
     plan = make_plan(manifest, config, tokenizer)
     store = OutputStore(manifest.output, manifest.name)
     model_hash = model_fingerprint(manifest.model)
@@ -51,7 +48,7 @@ def run_job(path: str, *, executor: str = "ray") -> dict[str, Any]:
     temps = manifest.sampling.temperatures()
 
     def store_finished(done: list[Finished]) -> None:
-        rows = [{**_row(f, manifest, temps, config.sampling_rate), "model_hash": model_hash} for f in done]
+        rows = [_row(f, manifest, temps, config.sampling_rate, model_hash) for f in done]
         store.write_samples(rows, [f.audio for f in done], config.sampling_rate, manifest.audio_format.value
                             if hasattr(manifest.audio_format, "value") else manifest.audio_format)
 
@@ -96,14 +93,16 @@ def _pools(manifest: Manifest, levels: list[int]) -> dict[str, PoolSpec]:
         device = "cuda" if r.gpus > 0 else "cpu"
         tp = res.top_prior.tensor_parallel if lvl == 0 else 1
         pools[LEVEL_POOLS[lvl]] = PoolSpec(
-            TPPriorWorker if tp > 1 else PriorWorker, dict(model=manifest.model, level=lvl, temperature=temps[lvl], top_k=s.top_k, top_p=s.top_p,
-                              chunk_size=s.chunk_size, device=device, dtype="bfloat16" if r.gpus > 0 else None,
-                              threads=max(1, int(r.cpus))),
-            actors=r.actors, cpus=r.cpus, gpus=r.gpus, group=tp)
+            TPPriorWorker if tp > 1 else PriorWorker,
+            dict(model=manifest.model, level=lvl, temperature=temps[lvl], top_k=s.top_k, top_p=s.top_p,
+                 chunk_size=s.chunk_size, device=device, dtype="bfloat16" if r.gpus > 0 else None,
+                 threads=max(1, int(r.cpus))),
+            actors=r.actors, cpus=r.cpus, gpus=r.gpus, group=tp,
+            field="resources.top_prior" if lvl == 0 else f"resources.upsamplers.{LEVEL_POOLS[lvl]}")
     d = res.decoders
     pools[DECODER_POOL] = PoolSpec(DecoderWorker, dict(model=manifest.model, device="cuda" if d.gpus > 0 else "cpu",
                                                        threads=max(1, int(d.cpus))),
-                                   actors=d.actors, cpus=d.cpus, gpus=d.gpus)
+                                   actors=d.actors, cpus=d.cpus, gpus=d.gpus, field="resources.decoders")
     return pools
 
 
@@ -143,14 +142,15 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
                          "Ray") from None
 
 
-def _row(f: Finished, manifest: Manifest, temps: list[float], sample_rate: int) -> dict[str, Any]:
+def _row(f: Finished, manifest: Manifest, temps: list[float], sample_rate: int,
+         model_hash: str) -> dict[str, Any]:
     job = f.job
     spec_codes = {name: f.codes[i] if i < len(f.codes) else [] for i, name in enumerate(LEVEL_POOLS)}
     return {
         "job": manifest.name, "sample_id": job.sample_id, "song_id": job.song_id, "artist": job.artist,
         "genres": list(job.genres), "lyrics": job.lyrics, "seed": job.seed,
         "seconds": job.total_length / sample_rate, "total_length": job.total_length, "sample_rate": sample_rate,
-        "mode": job.mode, "model": manifest.model, "temperature": temps, "top_k": manifest.sampling.top_k,
+        "mode": job.mode, "model": manifest.model, "model_hash": model_hash, "temperature": temps, "top_k": manifest.sampling.top_k,
         "top_p": manifest.sampling.top_p, "codes_top": spec_codes["top"], "codes_middle": spec_codes["middle"],
         "codes_bottom": spec_codes["bottom"], "status": "ok" if f.error is None else "error", "error": f.error,
         "seconds_top": f.level_seconds.get(0), "seconds_middle": f.level_seconds.get(1),

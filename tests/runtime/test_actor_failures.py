@@ -25,7 +25,8 @@ def _node(cpus: float, gpus: float = 0.0, alive: bool = True) -> dict:
 
 
 def test_check_fits_rejects_a_group_larger_than_every_node():
-    pools = {"top": PoolSpec(object, {}, cpus=4, gpus=1, group=8), "decoder": PoolSpec(object, {}, cpus=1)}
+    pools = {"top": PoolSpec(object, {}, cpus=4, gpus=1, group=8, field="resources.top_prior"),
+             "decoder": PoolSpec(object, {}, cpus=1, field="resources.decoders")}
     with pytest.raises(InputError) as err:
         check_fits(pools, [_node(64, 4), _node(64, 4), _node(96, 8, alive=False)])
     msg = str(err.value)
@@ -36,9 +37,9 @@ def test_check_fits_rejects_a_group_larger_than_every_node():
 
 def test_check_fits_names_a_plain_pool_and_counts_cpus():
     with pytest.raises(InputError, match=r"resources\.upsamplers\.middle: needs 2 GPUs and 1 CPUs per actor"):
-        check_fits({"middle": PoolSpec(object, {}, cpus=1, gpus=2)}, [_node(8, 1)])
+        check_fits({"middle": PoolSpec(object, {}, cpus=1, gpus=2, field="resources.upsamplers.middle")}, [_node(8, 1)])
     with pytest.raises(InputError, match=r"resources\.top_prior: .* 2 ranks .* 6 CPUs on one node"):
-        check_fits({"top": PoolSpec(object, {}, cpus=3, group=2)}, [_node(4), _node(4)])
+        check_fits({"top": PoolSpec(object, {}, cpus=3, group=2, field="resources.top_prior")}, [_node(4), _node(4)])
     check_fits({"top": PoolSpec(object, {}, cpus=2, group=2)}, [_node(4)])
 
 
@@ -103,8 +104,10 @@ def test_a_group_that_fails_to_form_is_tried_again(local_ray, tmp_path):
 def test_a_group_no_node_can_hold_is_a_clear_error(local_ray):
     from jukebox_dist.runtime.actors import RayExecutor
 
-    with pytest.raises(InputError, match=r"no node could host a tensor-parallel group of 2 ranks .* within 2 s"):
-        RayExecutor({"top": PoolSpec(AllReduceRank, {}, cpus=3, group=2)}, group_timeout_s=2)
+    with pytest.raises(InputError, match=r"no node could host a tensor-parallel group of 2 ranks .* within 2 s "
+                                         r"\(resources\.top_prior; all ranks must fit on one node\)"):
+        RayExecutor({"top": PoolSpec(AllReduceRank, {}, cpus=3, group=2, field="resources.top_prior")},
+                    group_timeout_s=2)
 
 
 def test_validate_cluster_rejects_a_group_larger_than_any_node(local_ray, tmp_path, capsys):
