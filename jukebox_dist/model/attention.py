@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from jukebox_dist.model.calls import linear
 from jukebox_dist.model.config import AttentionKind
 
 
@@ -61,11 +62,13 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, pos: int, cache: LayerCache | None = None,
                 encoder_states: Tensor | None = None) -> Tensor:
         # x: (B, C, W) for positions [pos, pos + C)
-        q = self.q_proj(x)  # (B, C, A)
+        if cache is not None and x.shape[1] == 1:
+            return self.step(x[:, 0], pos, cache, encoder_states).unsqueeze(1)
+        q = linear(self.q_proj, x)  # (B, C, A)
         if self.kind is AttentionKind.CROSS:
             k, v, mask = self._cross_kv(cache, encoder_states)
         else:
-            k_new, v_new = self.k_proj(x), self.v_proj(x)
+            k_new, v_new = linear(self.k_proj, x), linear(self.v_proj, x)
             k, v, mask = self._self_kv(k_new, v_new, pos, cache)
         if k is None:  # previous-block attention in block 0: the reference attends to zeros -> zeros
             out = torch.zeros_like(q)
@@ -75,7 +78,26 @@ class Attention(nn.Module):
                 # Queries in block 0 have no previous block: their output is exactly zero.
                 n0 = min(self.block_ctx - pos, x.shape[1])
                 out[:, :n0] = 0
-        return self.c_proj(out)
+        return linear(self.c_proj, out)
+
+    def step(self, x: Tensor, pos: int, cache: LayerCache, encoder_states: Tensor | None = None) -> Tensor:
+        """One decoding position, x (B, W) -> (B, W): write its keys and values, attend to exactly the keys its
+        pattern reads (views of the cache, no mask)."""
+        q = linear(self.q_proj, x)
+        if self.kind is AttentionKind.CROSS:
+            k, v, _ = self._cross_kv(cache, encoder_states)
+        else:
+            self._write_slot(x, pos, cache)
+            k, v = self._slot_keys(pos, cache)
+        if k is None:  # previous-block attention in block 0: the reference attends to zeros -> zeros
+            out = torch.zeros_like(q)
+        else:
+            b, a = q.shape
+            h, d = a // self.head_dim, self.head_dim
+            # The fewest view ops that make (B, H, 1, D) and (B, H, K, D): a step runs this in every layer.
+            out = F.scaled_dot_product_attention(q.view(b, h, 1, d), k.view(b, -1, h, d).transpose(1, 2),
+                                                 v.view(b, -1, h, d).transpose(1, 2)).view(b, a)
+        return linear(self.c_proj, out)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         b, c, a = q.shape
@@ -93,7 +115,7 @@ class Attention(nn.Module):
             return cache.k, cache.v, None
         if enc is None:
             raise ValueError("cross-attention layer needs the lyric encoder states")
-        k, v = self.k_proj(enc), self.v_proj(enc)
+        k, v = linear(self.k_proj, enc), linear(self.v_proj, enc)
         if cache is not None:
             cache.k.copy_(k)
             cache.v.copy_(v)
@@ -102,8 +124,6 @@ class Attention(nn.Module):
 
     def _self_kv(self, k_new: Tensor, v_new: Tensor, pos: int,
                  cache: LayerCache | None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        if cache is not None and k_new.shape[1] == 1:
-            return self._decode_kv(k_new, v_new, pos, cache)
         if cache is None and pos != 0:
             raise ValueError("a chunk that does not start at position 0 needs a cache")
         c = k_new.shape[1]
@@ -115,9 +135,7 @@ class Attention(nn.Module):
             if cache is None:
                 k, v = k_new[:, :key_end], v_new[:, :key_end]
             else:
-                n = max(0, min(end, cache.k.shape[1]) - pos)
-                cache.k[:, pos:pos + n] = k_new[:, :n]
-                cache.v[:, pos:pos + n] = v_new[:, :n]
+                self._store(k_new, v_new, pos, cache)
                 k, v = cache.k[:, :key_end], cache.v[:, :key_end]
             return k, v, _mask(kind, pos, end, 0, key_end, bc, k.device)
         # BLOCK and PREV_BLOCK: keys from the ring (positions before the chunk) then the chunk's own.
@@ -130,35 +148,59 @@ class Attention(nn.Module):
                 old = torch.arange(key_start, pos, device=k_new.device) % slots
                 k = torch.cat([cache.k[:, old], k_new], dim=1)
                 v = torch.cat([cache.v[:, old], v_new], dim=1)
-            keep = min(c, slots)  # only the last `slots` positions can be read again
-            new = torch.arange(end - keep, end, device=k_new.device) % slots
-            cache.k[:, new] = k_new[:, c - keep:]
-            cache.v[:, new] = v_new[:, c - keep:]
+            self._store(k_new, v_new, pos, cache)  # after reading: the ring may overwrite what was read
         if kind is AttentionKind.PREV_BLOCK and end <= bc:
             return None, None, None
         return k, v, _mask(kind, pos, end, key_start, end, bc, k.device)
 
-    def _decode_kv(self, k_new: Tensor, v_new: Tensor, pos: int,
-                   cache: LayerCache) -> tuple[Tensor | None, Tensor | None, None]:
-        """One new position: write its slot, return a view of exactly the keys its pattern reads."""
+    def fill_cache(self, x: Tensor, pos: int, cache: LayerCache, encoder_states: Tensor | None = None) -> None:
+        """Only what later positions read: the keys and values of positions [pos, pos + C), no output. A prefill
+        needs nothing else from the last layer, whose outputs would only score the tokens it already has."""
+        if self.kind is AttentionKind.CROSS:
+            self._cross_kv(cache, encoder_states)
+        else:
+            self._store(linear(self.k_proj, x), linear(self.v_proj, x), pos, cache)
+
+    def _store(self, k_new: Tensor, v_new: Tensor, pos: int, cache: LayerCache) -> None:
+        """Write a chunk's keys and values into the slots its pattern keeps."""
+        c, slots = k_new.shape[1], cache.k.shape[1]
+        if self.kind in (AttentionKind.BLOCK, AttentionKind.PREV_BLOCK):
+            keep = min(c, slots)  # a ring: only the last `slots` positions can be read again
+            new = torch.arange(pos + c - keep, pos + c, device=k_new.device) % slots
+            cache.k[:, new] = k_new[:, c - keep:]
+            cache.v[:, new] = v_new[:, c - keep:]
+        else:
+            n = max(0, min(pos + c, slots) - pos)
+            cache.k[:, pos:pos + n] = k_new[:, :n]
+            cache.v[:, pos:pos + n] = v_new[:, :n]
+
+    def _write_slot(self, x: Tensor, pos: int, cache: LayerCache) -> None:
+        """One position's keys and values, computed straight into their cache slot when the projection is a
+        plain nn.Linear (no temporary and no copy: this runs twice per layer and decoding step)."""
+        slots = cache.k.shape[1]
+        if self.kind not in (AttentionKind.BLOCK, AttentionKind.PREV_BLOCK) and pos >= slots:
+            return  # PRIME keeps only the first prime_len positions
+        for proj, store in ((self.k_proj, cache.k), (self.v_proj, cache.v)):
+            if type(proj) is nn.Linear and proj.bias is not None:
+                torch.addmm(proj.bias, x, proj.weight.t(), out=store[:, pos % slots])
+            else:
+                store[:, pos % slots] = linear(proj, x)
+
+    def _slot_keys(self, pos: int, cache: LayerCache) -> tuple[Tensor | None, Tensor | None]:
+        """Views of exactly the cached keys and values position `pos` reads (None: none, outputs are zero)."""
         bc, slots, kind = self.block_ctx, cache.k.shape[1], self.kind
-        if kind in (AttentionKind.BLOCK, AttentionKind.PREV_BLOCK):
-            cache.k[:, pos % slots] = k_new[:, 0]
-            cache.v[:, pos % slots] = v_new[:, 0]
-            if kind is AttentionKind.BLOCK:  # slots 0..pos%bc hold this block so far
-                return cache.k[:, :pos % bc + 1], cache.v[:, :pos % bc + 1], None
+        if kind is AttentionKind.BLOCK:  # slots 0..pos%bc hold this block so far
+            return cache.k[:, :pos % bc + 1], cache.v[:, :pos % bc + 1]
+        if kind is AttentionKind.PREV_BLOCK:
             block = pos // bc
             if block == 0:
-                return None, None, None
+                return None, None
             base = (block - 1) % 2 * bc  # the previous block's half of the 2*bc ring
-            return cache.k[:, base:base + bc], cache.v[:, base:base + bc], None
-        if pos < slots:
-            cache.k[:, pos] = k_new[:, 0]
-            cache.v[:, pos] = v_new[:, 0]
+            return cache.k[:, base:base + bc], cache.v[:, base:base + bc]
         if kind is AttentionKind.TRANSPOSE_BLOCK:
-            return cache.k[:, pos % bc:pos + 1:bc], cache.v[:, pos % bc:pos + 1:bc], None
+            return cache.k[:, pos % bc:pos + 1:bc], cache.v[:, pos % bc:pos + 1:bc]
         n = min(pos + 1, slots)  # DENSE: slots == seq_len; PRIME: capped at prime_len
-        return cache.k[:, :n], cache.v[:, :n], None
+        return cache.k[:, :n], cache.v[:, :n]
 
 
 def _mask(kind: AttentionKind, q_start: int, q_end: int, k_start: int, k_end: int, bc: int,

@@ -123,12 +123,25 @@ class Prior(nn.Module):
     def run(self, seq: Tensor, pos: int, length: int, wc: WindowConditioning,
             cache: list[LayerCache] | None = None) -> Tensor:
         """Hidden states (B, length, W) for transformer positions [pos, pos+length); position j is fed seq[:, j-1]."""
+        inputs, cond = self._window_inputs(seq, pos, length, wc)
+        return self.prior.hidden(inputs, pos, wc.start_emb, cond, cache, wc.encoder_states)
+
+    def step(self, seq: Tensor, pos: int, wc: WindowConditioning, cache: list[LayerCache]) -> Tensor:
+        """Hidden state (B, W) of transformer position `pos` on the cache: one decoding step."""
+        inputs, cond = self._window_inputs(seq, pos, 1, wc)
+        return self.prior.step(inputs, pos, wc.start_emb, cond, cache, wc.encoder_states)
+
+    def prefill(self, seq: Tensor, pos: int, length: int, wc: WindowConditioning, cache: list[LayerCache]) -> None:
+        """Fill the cache for positions [pos, pos+length) as `run` would, without computing hidden states."""
+        inputs, cond = self._window_inputs(seq, pos, length, wc)
+        self.prior.prefill(inputs, pos, wc.start_emb, cond, cache, wc.encoder_states)
+
+    def _window_inputs(self, seq: Tensor, pos: int, length: int, wc: WindowConditioning) -> tuple[Tensor, Tensor | None]:
         if pos == 0:
             inputs = torch.cat([seq[:, :1], seq[:, :length - 1]], dim=1)
         else:
             inputs = seq[:, pos - 1:pos + length - 1]
-        cond = None if wc.cond is None else wc.cond[:, pos:pos + length]
-        return self.prior.hidden(inputs, pos, wc.start_emb, cond, cache, wc.encoder_states)
+        return inputs, None if wc.cond is None else wc.cond[:, pos:pos + length]
 
     def music_logits(self, hidden: Tensor) -> Tensor:
         """Scores over music tokens only (the merged prior's head also covers lyric ids: they are dropped)."""

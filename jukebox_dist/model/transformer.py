@@ -7,11 +7,13 @@ import torch
 from torch import Tensor, nn
 
 from jukebox_dist.model.attention import Attention, LayerCache, cache_slots
+from jukebox_dist.model.calls import layer_norm, linear
 from jukebox_dist.model.config import AttentionKind, PriorConfig
 
 
-def quick_gelu(x: Tensor) -> Tensor:
-    return x * torch.sigmoid(1.702 * x)
+def quick_gelu_(x: Tensor) -> Tensor:
+    """x * sigmoid(1.702 x), written over x: one temporary instead of three per layer."""
+    return x.mul_(torch.sigmoid_(1.702 * x))
 
 
 class MLP(nn.Module):
@@ -21,7 +23,7 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(hidden, width)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.c_proj(quick_gelu(self.c_fc(x)))
+        return linear(self.c_proj, quick_gelu_(linear(self.c_fc, x)))  # c_fc's output is ours to overwrite
 
 
 class Block(nn.Module):
@@ -34,12 +36,25 @@ class Block(nn.Module):
         self.res_scale = 1.0 / cfg.num_layers if cfg.attn_res_scale else 1.0
 
     def forward(self, x: Tensor, pos: int, cache: LayerCache | None, enc: Tensor | None) -> Tensor:
-        a = self.attn(self.layer_norm_0(x), pos, cache, enc)
-        h = x + a
-        m = self.mlp(self.layer_norm_1(h))
-        if self.res_scale == 1.0:
-            return h + m  # the reference's x + a + m, which evaluates x + a first
-        return x + self.res_scale * (a + m)
+        # Our own submodules are called through .forward: no hooks are ever set on them (see model/calls.py).
+        return self._add_mlp(x, self.attn.forward(layer_norm(self.layer_norm_0, x), pos, cache, enc))
+
+    def step(self, x: Tensor, pos: int, cache: LayerCache, enc: Tensor | None) -> Tensor:
+        """One decoding position, x (B, W) -> (B, W)."""
+        return self._add_mlp(x, self.attn.step(layer_norm(self.layer_norm_0, x), pos, cache, enc))
+
+    def _add_mlp(self, x: Tensor, a: Tensor) -> Tensor:
+        """The residual sums around the MLP; `a` is the attention's fresh output, ours to overwrite."""
+        if self.res_scale != 1.0:
+            m = self.mlp.forward(layer_norm(self.layer_norm_1, x + a))
+            return x + self.res_scale * (a + m)
+        # The reference's x + a + m (x + a first), summed in place into the fresh outputs: the same values
+        # (addition commutes exactly), two fewer activations allocated per layer.
+        h = a.add_(x)
+        return self.mlp.forward(layer_norm(self.layer_norm_1, h)).add_(h)
+
+    def fill_cache(self, x: Tensor, pos: int, cache: LayerCache, enc: Tensor | None) -> None:
+        self.attn.fill_cache(layer_norm(self.layer_norm_0, x), pos, cache, enc)
 
 
 class Transformer(nn.Module):
@@ -52,8 +67,22 @@ class Transformer(nn.Module):
     def forward(self, x: Tensor, pos: int = 0, cache: list[LayerCache] | None = None,
                 enc: Tensor | None = None) -> Tensor:
         for i, layer in enumerate(self._attn_mods):
-            x = layer(x, pos, None if cache is None else cache[i], enc)
+            x = layer.forward(x, pos, None if cache is None else cache[i], enc)
         return x
+
+    def step(self, x: Tensor, pos: int, cache: list[LayerCache], enc: Tensor | None = None) -> Tensor:
+        """One decoding position on the cache, x (B, W) -> (B, W): `forward` with one position, in 2-D."""
+        for i, layer in enumerate(self._attn_mods):
+            x = layer.step(x, pos, cache[i], enc)
+        return x
+
+    def prefill(self, x: Tensor, pos: int, cache: list[LayerCache], enc: Tensor | None = None) -> None:
+        """Fill every layer's cache for positions [pos, pos+C) without computing outputs: the last layer only
+        needs its keys and values (its attention output and MLP, about 1/num_layers of the work, are skipped)."""
+        *body, last = self._attn_mods
+        for i, layer in enumerate(body):
+            x = layer.forward(x, pos, cache[i], enc)
+        last.fill_cache(x, pos, cache[-1], enc)
 
     def new_cache(self, batch: int, enc_len: int, device: torch.device, dtype: torch.dtype) -> list[LayerCache]:
         caches = []
@@ -106,10 +135,25 @@ class ConditionalAutoregressive(nn.Module):
     def hidden(self, inputs: Tensor, pos: int, start_emb: Tensor | None, cond: Tensor | None,
                cache: list[LayerCache] | None = None, enc: Tensor | None = None) -> Tensor:
         """Final hidden states (B, C, W) for positions [pos, pos+C); `cond` covers the same positions."""
-        x = self.embed(inputs, pos, start_emb)
-        if cond is not None:
-            x = x + cond
+        x = self._input(inputs, pos, start_emb, cond)
         x = self.transformer(x, pos, cache, enc)
         if self.add_cond_after and cond is not None:
             x = x + cond
         return x
+
+    def step(self, inputs: Tensor, pos: int, start_emb: Tensor | None, cond: Tensor | None,
+             cache: list[LayerCache], enc: Tensor | None = None) -> Tensor:
+        """`hidden` for one position on the cache (inputs (B, 1)), as (B, W)."""
+        x = self.transformer.step(self._input(inputs, pos, start_emb, cond)[:, 0], pos, cache, enc)
+        if self.add_cond_after and cond is not None:
+            x = x + cond[:, 0]
+        return x
+
+    def prefill(self, inputs: Tensor, pos: int, start_emb: Tensor | None, cond: Tensor | None,
+                cache: list[LayerCache], enc: Tensor | None = None) -> None:
+        """Fill the cache for positions [pos, pos+C), as `hidden` would, without computing the outputs."""
+        self.transformer.prefill(self._input(inputs, pos, start_emb, cond), pos, cache, enc)
+
+    def _input(self, inputs: Tensor, pos: int, start_emb: Tensor | None, cond: Tensor | None) -> Tensor:
+        x = self.embed(inputs, pos, start_emb)
+        return x if cond is None else x + cond

@@ -48,12 +48,12 @@ def sample_window(prior: Prior, wc: WindowConditioning, known: Tensor, n_new: in
     seq[:, p:p + k] = known.to(device) + shift
     cache = prior.new_cache(batch)
     for pos in range(0, p + k, chunk_size):  # prefill: only the cache matters, not the outputs
-        prior.run(seq, pos, min(chunk_size, p + k - pos), wc, cache)
+        prior.prefill(seq, pos, min(chunk_size, p + k - pos), wc, cache)
     seeds = seeds.to(device)
     first_index = torch.as_tensor(first_index, dtype=torch.int64, device=device)
     for i in range(n_new):
         j = p + k + i
-        logits = prior.music_logits(prior.run(seq, j, 1, wc, cache))[:, 0]  # (B, music_bins)
+        logits = prior.music_logits(prior.step(seq, j, wc, cache))  # (B, music_bins)
         seq[:, j] = sample(logits, params, seeds, level, first_index + k + i) + shift
         if on_token is not None:
             on_token()

@@ -66,6 +66,28 @@ def test_cached_decoding_matches_teacher_forcing(name, chunk):
     assert (got - expected).abs().max().item() <= TOL, f"{name} chunk {chunk} kinds {kinds}"
 
 
+@pytest.mark.parametrize("name", list(PRIORS))
+@pytest.mark.parametrize("chunk", [3, 10_000])
+def test_prefill_fills_the_same_cache_as_running(name, chunk):
+    """`Prior.prefill` skips the last layer's attention output and MLP: every layer's cache must still equal the
+    one `run` leaves (exactly), and so must the next decoding step's scores."""
+    prior = PRIORS[name]()
+    tokens, labels, upper = _inputs(prior, 2, prior.cfg.n_ctx, seed=chunk)
+    with torch.no_grad():
+        wc = prior.condition(labels, total_length=128 * 300, start=32, upper=upper)
+        seq = prior.sequence(tokens, wc)
+        known = seq.shape[1] - 1
+        caches = prior.new_cache(2), prior.new_cache(2)
+        for pos in range(0, known, chunk):
+            c = min(chunk, known - pos)
+            prior.run(seq, pos, c, wc, caches[0])
+            prior.prefill(seq, pos, c, wc, caches[1])
+        for i, (ran, filled) in enumerate(zip(*caches)):
+            assert torch.equal(ran.k, filled.k) and torch.equal(ran.v, filled.v), f"{name} layer {i}"
+        after = [prior.music_logits(prior.run(seq, known, 1, wc, cache)) for cache in caches]
+    assert torch.equal(after[0], after[1])
+
+
 def test_every_pattern_is_covered():
     kinds = set()
     for make in PRIORS.values():
