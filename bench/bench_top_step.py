@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from jukebox_dist.model.attention import Attention  # noqa: E402
 from jukebox_dist.model.config import AttentionKind, PriorConfig, load_preset  # noqa: E402
 from jukebox_dist.model.prior import Prior  # noqa: E402
-from jukebox_dist.sampling.sampler import SamplingParams, sample  # noqa: E402
+from jukebox_dist.sampling.sampler import SamplingParams, sample, token_uniform  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -105,9 +105,11 @@ def time_steps(prior: Prior, batch: int, pos: int, steps: int, device: torch.dev
         seeds = torch.arange(batch, device=device)
         params = SamplingParams(1.0)
 
+        uniforms = token_uniform(seeds.view(-1, 1), 0, torch.arange(seq.shape[1], device=device))  # as generate does
+
         def step(j: int) -> None:
-            logits = prior.music_logits(prior.run(seq, j, 1, wc, cache))[:, 0]
-            seq[:, j] = sample(logits, params, seeds, 0, j)
+            logits = prior.music_logits(prior.step(seq, j, wc, cache))
+            seq[:, j] = sample(logits, params, uniforms[:, j])
 
         for j in range(pos - 3, pos):  # warm-up (fills the cross-attention cache too)
             step(j)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from jukebox_dist.errors import InputError
 from jukebox_dist.model.prior import Labels, Prior, WindowConditioning, label_rows
-from jukebox_dist.sampling.sampler import SamplingParams, sample
+from jukebox_dist.sampling.sampler import SamplingParams, sample, token_uniform
 from jukebox_dist.sampling.windows import hop_length, level_tokens, upper_span, windows
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,14 @@ def sample_window(prior: Prior, wc: WindowConditioning, known: Tensor, n_new: in
     cache = prior.new_cache(batch)
     for pos in range(0, p + k, chunk_size):  # prefill: only the cache matters, not the outputs
         prior.prefill(seq, pos, min(chunk_size, p + k - pos), wc, cache)
-    seeds = seeds.to(device)
-    first_index = torch.as_tensor(first_index, dtype=torch.int64, device=device)
+    # Every token's uniform at once ((B, n_new): about 25 small integer ops, once per window, not per token).
+    first_index = torch.as_tensor(first_index, dtype=torch.int64, device=device).view(-1, 1)
+    positions = first_index + k + torch.arange(n_new, device=device)
+    uniforms = token_uniform(seeds.to(device).view(-1, 1), level, positions).expand(batch, n_new)
     for i in range(n_new):
         j = p + k + i
         logits = prior.music_logits(prior.step(seq, j, wc, cache))  # (B, music_bins)
-        seq[:, j] = sample(logits, params, seeds, level, first_index + k + i) + shift
+        seq[:, j] = sample(logits, params, uniforms[:, i]) + shift
         if on_token is not None:
             on_token()
     return seq[:, p + k:] - shift

@@ -50,12 +50,13 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 0.0) -> Tensor:
     return logits
 
 
-def sample(logits: Tensor, params: SamplingParams, seeds: Tensor, level: int, position: int | Tensor) -> Tensor:
-    """logits (B, V) -> tokens (B,). `seeds` (B,) int64; `position` the token's index in its song at this level."""
+def sample(logits: Tensor, params: SamplingParams, uniforms: Tensor) -> Tensor:
+    """logits (B, V) -> tokens (B,). `uniforms` (B,): each row's `token_uniform` for this token (unused when greedy;
+    a window computes them for all its tokens at once, see generate.sample_window)."""
     if params.temperature == 0:
         return logits.argmax(dim=-1)
     x = filter_logits(logits.float() / params.temperature, params.top_k, params.top_p)
-    return inverse_cdf(x, token_uniform(seeds, level, position))
+    return inverse_cdf(x, uniforms)
 
 
 def inverse_cdf(x: Tensor, u: Tensor) -> Tensor:
@@ -87,10 +88,11 @@ def _mix(x: Tensor) -> Tensor:
 
 
 def token_uniform(seeds: Tensor, level: int, position: int | Tensor) -> Tensor:
-    """(B,) float64 uniforms in (0, 1), a pure function of (seed, level, position): 53 random bits + 1/2 ulp,
-    so u is never 0 or 1."""
-    key = _mix(seeds.to(torch.int64).view(-1))
+    """Float64 uniforms in (0, 1), a pure function of (seed, level, position), elementwise over `seeds` and
+    `position` broadcast together ((B,) and an int -> (B,); (B, 1) and (B, n) -> (B, n)): 53 random bits + 1/2
+    ulp, so u is never 0 or 1."""
+    key = _mix(seeds.to(torch.int64))
     key = _mix(key ^ int(level))
-    pos = torch.as_tensor(position, dtype=torch.int64, device=seeds.device).view(-1)
+    pos = torch.as_tensor(position, dtype=torch.int64, device=seeds.device)
     bits = _mix(_mix(key ^ pos))
     return (_shr(bits, 11).double() + 0.5) * (1.0 / (1 << 53))

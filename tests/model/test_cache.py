@@ -67,16 +67,17 @@ def test_cached_decoding_matches_teacher_forcing(name, chunk):
 
 
 @pytest.mark.parametrize("name", list(PRIORS))
-@pytest.mark.parametrize("chunk", [3, 10_000])
-def test_prefill_fills_the_same_cache_as_running(name, chunk):
-    """`Prior.prefill` skips the last layer's attention output and MLP: every layer's cache must still equal the
-    one `run` leaves (exactly), and so must the next decoding step's scores."""
+@pytest.mark.parametrize("chunk, known", [(3, 5), (10_000, None)])
+def test_prefill_and_steps_are_exactly_run(name, chunk, known):
+    """`Prior.prefill` skips the last layer's attention output and MLP, and `Prior.step` is the 2-D decoding path:
+    every layer's cache must equal the one `run` leaves, and every following step's scores must equal `run`'s
+    for that position, exactly."""
     prior = PRIORS[name]()
     tokens, labels, upper = _inputs(prior, 2, prior.cfg.n_ctx, seed=chunk)
     with torch.no_grad():
         wc = prior.condition(labels, total_length=128 * 300, start=32, upper=upper)
         seq = prior.sequence(tokens, wc)
-        known = seq.shape[1] - 1
+        known = seq.shape[1] // 2 if known is None else prior.prefix_len + known
         caches = prior.new_cache(2), prior.new_cache(2)
         for pos in range(0, known, chunk):
             c = min(chunk, known - pos)
@@ -84,8 +85,10 @@ def test_prefill_fills_the_same_cache_as_running(name, chunk):
             prior.prefill(seq, pos, c, wc, caches[1])
         for i, (ran, filled) in enumerate(zip(*caches)):
             assert torch.equal(ran.k, filled.k) and torch.equal(ran.v, filled.v), f"{name} layer {i}"
-        after = [prior.music_logits(prior.run(seq, known, 1, wc, cache)) for cache in caches]
-    assert torch.equal(after[0], after[1])
+        for j in range(known, seq.shape[1]):
+            ran = prior.music_logits(prior.run(seq, j, 1, wc, caches[0]))[:, 0]
+            stepped = prior.music_logits(prior.step(seq, j, wc, caches[1]))
+            assert torch.equal(ran, stepped), f"{name} position {j}"
 
 
 def test_every_pattern_is_covered():

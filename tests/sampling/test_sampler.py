@@ -42,6 +42,8 @@ def test_uniform_depends_on_seed_level_and_position_only():
     for other in (token_uniform(torch.tensor([3]), 0, 10), token_uniform(torch.tensor([3]), 1, 11),
                   token_uniform(torch.tensor([5]), 1, 10)):
         assert other.item() != a[0].item()
+    window = token_uniform(torch.tensor([[3], [4]]), 1, torch.tensor([[9, 10, 11]]))  # (B, 1) x (1, n) -> (B, n)
+    assert window.shape == (2, 3) and window[0, 1].item() == a[0].item() and window[1, 1].item() == a[1].item()
     many = token_uniform(torch.arange(20000), 0, 7)
     assert 0 < many.min() and many.max() < 1
     assert abs(many.mean().item() - 0.5) < 0.01
@@ -66,17 +68,17 @@ def test_reference_filter_logits_agrees(hf_jukebox):
 def test_greedy_and_filters():
     logits = torch.tensor([[0.1, 3.0, 2.9, -1.0]])
     seeds = torch.tensor([1])
-    assert sample(logits, SamplingParams(temperature=0.0), seeds, 0, 0).item() == 1
-    picks = {sample(logits, SamplingParams(1.0, top_k=2), torch.tensor([s]), 0, 0).item() for s in range(200)}
+    assert sample(logits, SamplingParams(temperature=0.0), token_uniform(seeds, 0, 0)).item() == 1
+    picks = {sample(logits, SamplingParams(1.0, top_k=2), token_uniform(torch.tensor([s]), 0, 0)).item() for s in range(200)}
     assert picks == {1, 2}
-    picks = {sample(logits, SamplingParams(1.0, top_p=0.3), torch.tensor([s]), 0, 0).item() for s in range(200)}
+    picks = {sample(logits, SamplingParams(1.0, top_p=0.3), token_uniform(torch.tensor([s]), 0, 0)).item() for s in range(200)}
     assert picks == {1}
 
 
 def test_draws_follow_the_softmax():
     logits = torch.tensor([1.0, 0.0, -1.0, 2.0])
     n = 20000
-    tokens = sample(logits.expand(n, 4).clone(), SamplingParams(0.8), torch.arange(n), 0, 7)
+    tokens = sample(logits.expand(n, 4).clone(), SamplingParams(0.8), token_uniform(torch.arange(n), 0, 7))
     freq = torch.bincount(tokens, minlength=4).float() / n
     expected = torch.softmax(logits / 0.8, dim=0)
     assert (freq - expected).abs().max().item() < 4 * math.sqrt(0.25 / n)
