@@ -235,48 +235,54 @@ def wait_for_quiet(threshold: float, timeout: float) -> float:
 
 
 class Timer:
-    """Runs a timed call until it gets `repeats` clean timings (other processes under `threshold` of the CPU
-    while it ran), at most `max_tries` times; keeps the best clean one (the best of all if none was clean)."""
+    """One timing of a call, free of other processes if it can be: the call is repeated (at most `max_tries` runs)
+    until other processes used under `threshold` of the CPU while it ran; else the best of the spoilt runs."""
 
-    def __init__(self, repeats: int, threshold: float, max_tries: int, quiet_timeout: float):
-        self.repeats, self.threshold, self.max_tries, self.quiet_timeout = repeats, threshold, max_tries, quiet_timeout
+    def __init__(self, threshold: float, max_tries: int, quiet_timeout: float):
+        self.threshold, self.max_tries, self.quiet_timeout = threshold, max_tries, quiet_timeout
 
-    def best(self, fn, *args) -> dict:
-        clean, spoilt = [], []
+    def one(self, fn, *args) -> dict:
+        spoilt = []
         for _ in range(self.max_tries):
             wait_for_quiet(self.threshold, self.quiet_timeout)
             a = _cpu_ticks()
             t = fn(*args)
-            share = others_share(a, _cpu_ticks())
-            (clean if share < self.threshold else spoilt).append((t, round(share, 3)))
-            if len(clean) >= self.repeats:
-                break
-        pool = clean or spoilt
-        return {"s": min(t for t, _ in pool), "clean": clean, "spoilt": spoilt, "ok": bool(clean)}
+            share = round(others_share(a, _cpu_ticks()), 3)
+            if share < self.threshold:
+                return {"s": t, "share": share, "ok": True, "spoilt": spoilt}
+            spoilt.append((t, share))
+        t, share = min(spoilt)
+        return {"s": t, "share": share, "ok": False, "spoilt": spoilt}
 
 
-def measure(pair: Pair, batch: int, timer: Timer, split: bool) -> dict:
+def measure(pair: Pair, batch: int, timer: Timer, split: bool, rounds: int) -> dict:
+    """Best-of-`rounds` throughput of both implementations. The rounds alternate them (ours, then the reference,
+    then ours again...), so a drift of this shared machine's speed, which lasts minutes, hits both alike; each
+    round's back-to-back pair of timings also gives a paired ratio, reported beside the ratio of the bests."""
     s = pair.s
-    row: dict = {"batch": batch}
-    for name, fn in (("ours", pair.run_ours), ("ref", pair.run_ref)):
+    fns = (("ours", pair.run_ours), ("ref", pair.run_ref))
+    for _, fn in fns:
         fn(batch, min(s.known, 2 * s.chunk_size), 4)  # warm-up: allocator, kernels, lazy init
-        got = timer.best(fn, batch, s.known, s.new)
-        t = got["s"]
-        row[f"{name}_s"] = t
-        row[f"{name}_runs"] = {"clean": got["clean"], "spoilt": got["spoilt"]}
-        row.setdefault("all_clean", True)
-        row["all_clean"] &= got["ok"]
-        row[f"{name}_tok_s"] = batch * s.new / t
-        if split:  # the same window with one new token: conditioning + prefill + one step
-            got1 = timer.best(fn, batch, s.known, 1)
-            t1 = got1["s"]
-            row[f"{name}_prefill_s"] = t1
-            row[f"{name}_prefill_runs"] = {"clean": got1["clean"], "spoilt": got1["spoilt"]}
-            row["all_clean"] &= got1["ok"]
-            row[f"{name}_decode_tok_s"] = batch * (s.new - 1) / max(t - t1, 1e-9)
+    shapes = (("", s.new), ("_prefill", 1)) if split else (("", s.new),)  # _prefill: conditioning + prefill + 1 step
+    runs: dict[str, list[dict]] = {name + suffix: [] for name, _ in fns for suffix, _ in shapes}
+    for _ in range(rounds):
+        for name, fn in fns:
+            for suffix, new in shapes:
+                runs[name + suffix].append(timer.one(fn, batch, s.known, new))
+    row: dict = {"batch": batch, "all_clean": all(r["ok"] for rs in runs.values() for r in rs)}
+    for key, rs in runs.items():
+        row[f"{key}_s"] = min(r["s"] for r in rs)
+        row[f"{key}_runs"] = rs
+    for name, _ in fns:
+        row[f"{name}_tok_s"] = batch * s.new / row[f"{name}_s"]
     row["ratio"] = row["ours_tok_s"] / row["ref_tok_s"]
+    row["paired_ratios"] = [r["s"] / o["s"] for o, r in zip(runs["ours"], runs["ref"])]
     if split:
+        for name, _ in fns:
+            row[f"{name}_decode_tok_s"] = batch * (s.new - 1) / max(row[f"{name}_s"] - row[f"{name}_prefill_s"], 1e-9)
         row["decode_ratio"] = row["ours_decode_tok_s"] / row["ref_decode_tok_s"]
+        row["paired_decode_ratios"] = [(r["s"] - r1["s"]) / max(o["s"] - o1["s"], 1e-9) for o, o1, r, r1 in
+                                       zip(runs["ours"], runs["ours_prefill"], runs["ref"], runs["ref_prefill"])]
     return row
 
 
@@ -308,13 +314,20 @@ def print_table(style: str, s: Setup, rows: list[dict], split: bool) -> None:
     if split:
         head += f" | {'ours decode':>11} {'ref decode':>10} {'ratio':>6}"
     print(head)
+    print("(ratio: of the best timings; paired: the median and range of each round's back-to-back ratio)")
     for r in rows:
         line = f"{r['batch']:>5} {r['ours_tok_s']:>11.1f} {r['ref_tok_s']:>10.1f} {r['ratio']:>5.2f}x"
+        line += f" paired {_spread(r['paired_ratios'])}"
         if split:
             line += f" | {r['ours_decode_tok_s']:>11.1f} {r['ref_decode_tok_s']:>10.1f} {r['decode_ratio']:>5.2f}x"
+            line += f" paired {_spread(r['paired_decode_ratios'])}"
         if not r["all_clean"]:
             line += "  (!) some figure had no run free of other processes: not trustworthy"
         print(line, flush=True)
+
+
+def _spread(ratios: list[float]) -> str:
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="tokens the window has before sampling, primed by prefill (default n_ctx * (1 - hop))")
     ap.add_argument("--new", type=int, default=None, help="tokens sampled (default n_ctx * hop: 1024 upsampler, 256 top)")
     ap.add_argument("--chunk-size", type=int, default=128, help="prefill chunk, both implementations")
-    ap.add_argument("--repeats", type=int, default=2, help="clean timed runs per figure; the best is kept")
-    ap.add_argument("--max-tries", type=int, default=5, help="timed runs per figure at most, clean or not")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="rounds, each timing both implementations back to back; the best of each is kept")
+    ap.add_argument("--max-tries", type=int, default=5, help="runs per timing at most, until one is clean")
     ap.add_argument("--busy", type=float, default=0.10,
                     help="a run is spoilt when other processes used more than this share of the CPU meanwhile")
     ap.add_argument("--quiet-timeout", type=float, default=30.0, help="seconds to wait for a quiet machine per run")
@@ -347,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     device, dtype, ref_dtype = check_device(args.device, args.dtype)
     torch.set_num_threads(args.threads)
     styles = ("upsampler", "top") if args.style == "both" else (args.style,)
-    timer = Timer(1 if args.quick else args.repeats, args.busy, 2 if args.quick else args.max_tries,
-                  5.0 if args.quick else args.quiet_timeout)
+    timer = Timer(args.busy, 2 if args.quick else args.max_tries, 5.0 if args.quick else args.quiet_timeout)
+    rounds = 1 if args.quick else args.repeats
 
     result = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "argv": sys.argv[1:],
               "machine": machine(device), "device": str(device), "dtype": str(dtype), "ref_dtype": str(ref_dtype),
@@ -363,9 +377,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{pair.check_same_model()} compared", flush=True)
         rows = []
         for b in args.batches:
-            rows.append(measure(pair, b, timer, args.split))
+            rows.append(measure(pair, b, timer, args.split, rounds))
             r = rows[-1]
-            spoilt = sum(len(r[k]["spoilt"]) for k in r if k.endswith("_runs"))
+            spoilt = sum(len(run["spoilt"]) for k in r if k.endswith("_runs") for run in r[k])
             print(f"  batch {b}: window ours {r['ours_s']:.2f}s, ref {r['ref_s']:.2f}s"
                   + (f" ({spoilt} runs spoilt by other processes, discarded)" if spoilt else ""), flush=True)
         print_table(style, s, rows, args.split)
