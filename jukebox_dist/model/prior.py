@@ -113,7 +113,9 @@ class Prior(nn.Module):
             raise ValueError(f"upper has {upper.shape[1]} tokens; a window of prior {self.cfg.level} takes at most {need}")
         if upper.shape[1] < need:
             upper = torch.cat([upper, upper.new_zeros(upper.shape[0], need - upper.shape[1])], dim=1)
-        return self.conditioner_blocks(upper.long())
+        # Row by row: oneDNN's convolutions give last-bit differences with the batch size, and a row's conditioning
+        # must not depend on the rows it is batched with (the same song, the same numbers, in any batch).
+        return torch.cat([self.conditioner_blocks(row) for row in upper.long().split(1)])
 
     # ---- scoring ------------------------------------------------------------------------------------
     def sequence(self, tokens: Tensor, wc: WindowConditioning) -> Tensor:

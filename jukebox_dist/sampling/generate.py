@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from jukebox_dist.errors import InputError
-from jukebox_dist.model.prior import Labels, Prior, WindowConditioning, label_rows
+from jukebox_dist.model.prior import Labels, PerRow, Prior, WindowConditioning, label_rows
 from jukebox_dist.sampling.sampler import SamplingParams, sample, token_uniform
 from jukebox_dist.sampling.windows import hop_length, level_tokens, upper_span, windows
 
@@ -63,6 +63,32 @@ def sample_window(prior: Prior, wc: WindowConditioning, known: Tensor, n_new: in
 
 
 @torch.no_grad()
+def sample_batch(prior: Prior, labels: list[Tensor], known: Tensor, n_new: int, params: SamplingParams,
+                 seeds: Tensor, *, total_length: PerRow, start: PerRow, upper: Tensor | None, chunk_size: int = 128,
+                 on_token: Callable[[], None] | None = None) -> Tensor:
+    """Condition and sample one window for rows that may be different songs: `labels` one row each, `known`
+    (B, K) the tokens each window already has, `total_length` and `start` (the window's first token) one number
+    or one per row, `upper` the level-above tokens of the window (upsamplers). Returns (B, n_new).
+
+    A lone row runs as two copies of itself: MKL and oneDNN compute one row by other kernels than several, whose
+    last bits differ, while from two rows on a row's numbers do not depend on the batch. So a song's tokens are
+    the same sampled alone (`jukebox-dist sample`) or in any batch (tests/sampling/test_generate.py)."""
+    lone = len(labels) == 1
+    if lone:
+        labels, known, seeds = labels * 2, known.repeat(2, 1), seeds.repeat(2)
+        upper = None if upper is None else upper.repeat(2, 1)
+        total_length, start = _twice(total_length), _twice(start)
+    wc = prior.condition(labels, total_length=total_length, start=start, upper=upper)
+    first = torch.as_tensor(start, dtype=torch.int64)
+    out = sample_window(prior, wc, known, n_new, params, seeds, first, chunk_size=chunk_size, on_token=on_token)
+    return out[:1] if lone else out
+
+
+def _twice(value: PerRow) -> PerRow:
+    return value if isinstance(value, int) else [int(v) for v in value] * 2
+
+
+@torch.no_grad()
 def sample_level(prior: Prior, labels: Labels, tokens: Tensor, *, total_length: int, upper: Tensor | None,
                  settings: LevelSettings, seeds: Tensor, hop_fraction: float,
                  progress: Progress | None = None) -> Tensor:
@@ -86,8 +112,6 @@ def sample_level(prior: Prior, labels: Labels, tokens: Tensor, *, total_length: 
         parts = []
         for b0 in range(0, tokens.shape[0], settings.max_batch_size):
             b1 = min(b0 + settings.max_batch_size, tokens.shape[0])
-            wc = prior.condition(rows[b0:b1], total_length=total_length, start=window.start,
-                                 upper=None if window_upper is None else window_upper[b0:b1])
             count = [0]
 
             def tick() -> None:
@@ -95,8 +119,10 @@ def sample_level(prior: Prior, labels: Labels, tokens: Tensor, *, total_length: 
                 if progress is not None and b1 == tokens.shape[0]:
                     progress(cfg.level, done + count[0], todo)
 
-            parts.append(sample_window(prior, wc, tokens[b0:b1, window.start:have], n_new, settings.params,
-                                       seeds[b0:b1], window.start, chunk_size=settings.chunk_size, on_token=tick))
+            parts.append(sample_batch(prior, rows[b0:b1], tokens[b0:b1, window.start:have], n_new, settings.params,
+                                      seeds[b0:b1], total_length=total_length, start=window.start,
+                                      upper=None if window_upper is None else window_upper[b0:b1],
+                                      chunk_size=settings.chunk_size, on_token=tick))
         tokens = torch.cat([tokens, torch.cat(parts).to(tokens.device)], dim=1)
         done += n_new
     return tokens

@@ -94,6 +94,29 @@ def test_reproducible_whatever_the_batch():
         assert not torch.equal(other_company[level][0], other_company[level][1]), "other seed, other song"
 
 
+def test_a_lone_row_computes_exactly_what_it_computes_in_a_batch(monkeypatch):
+    """Tokens alone cannot show it (a last-bit difference flips a draw only rarely), so compare every score the
+    sampler sees: one row alone and the same row inside a batch of 3 must give bit-identical logits at every
+    level and step. (MKL and oneDNN take other kernels for a single row; sample_batch runs it as two copies.)"""
+    model = Jukebox.from_pretrained("tiny", seed=5)
+    tok = JukeboxTokenizer.from_pretrained("tiny")
+    rows = [tok(a, g, LYRICS)["input_ids"] for a, g in
+            [("Alan Jackson", ["country"]), ("Celine Dion", ["pop"]), ("Zac Brown Band", ["country", "rock"])]]
+    seen: list[torch.Tensor] = []
+    for prior in model.priors:
+        logits = prior.music_logits
+        monkeypatch.setattr(prior, "music_logits", lambda h, f=logits: seen.append(f(h)) or seen[-1])
+    kw = dict(total_length=128 * 24, temperature=0.9)
+    batch = model.ancestral_sample([torch.cat([r[p] for r in rows]) for p in range(3)], 3, seed=[7, 8, 9], **kw)
+    in_batch, seen[:] = list(seen), []
+    alone = model.ancestral_sample([rows[1][p] for p in range(3)], 1, seed=[8], **kw)
+    assert len(seen) == len(in_batch) > 0
+    for a, b in zip(seen, in_batch):
+        assert torch.equal(a[0], b[1])
+    for level in range(3):
+        assert torch.equal(alone[level][0], batch[level][1])
+
+
 def test_primed_continue_and_upsample_keep_what_they_are_given():
     model = Jukebox.from_pretrained("tiny", seed=2)
     labels = JukeboxTokenizer.from_pretrained("tiny")("Alan Jackson", ["country"], LYRICS)["input_ids"]
