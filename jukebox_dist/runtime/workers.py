@@ -82,11 +82,9 @@ class PriorWorker:
         started = time.time()
         known = torch.tensor([t.known for t in tasks], dtype=torch.long).view(len(tasks), -1)
         upper = torch.tensor([t.upper for t in tasks], dtype=torch.long) if self.prior.cfg.is_upsampler else None
-        with torch.no_grad():
-            new = sample_batch(self.prior, [torch.tensor(t.labels) for t in tasks], known, tasks[0].n_new,
-                               self.params, torch.tensor([t.seed for t in tasks]),
-                               total_length=[t.total_length for t in tasks], start=[t.start for t in tasks],
-                               upper=upper, chunk_size=self.chunk_size)
+        new = sample_batch(self.prior, [torch.tensor(t.labels) for t in tasks], known, tasks[0].n_new, self.params,
+                           torch.tensor([t.seed for t in tasks]), total_length=[t.total_length for t in tasks],
+                           start=[t.start for t in tasks], upper=upper, chunk_size=self.chunk_size)
         finished = time.time()
         rows = new.cpu().tolist()
         return [WindowResult(t.sample_id, t.level, t.start + len(t.known), tuple(r), started, finished, self.name)

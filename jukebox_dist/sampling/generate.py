@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
@@ -35,11 +35,19 @@ class LevelSettings:
 
 @torch.no_grad()
 def sample_window(prior: Prior, wc: WindowConditioning, known: Tensor, n_new: int, params: SamplingParams,
-                  seeds: Tensor, first_index: int | Tensor, *, chunk_size: int = 128,
+                  seeds: Tensor, first_index: PerRow | Tensor, *, chunk_size: int = 128,
                   on_token: Callable[[], None] | None = None) -> Tensor:
     """Sample `n_new` tokens after `known` (B, K), the tokens the window already has from its start, which is
-    token `first_index` (one number, or (B,) for rows from different places of their songs) of the song at
-    this level. Returns (B, n_new)."""
+    token `first_index` (one number, or one per row for rows from different places of their songs) of the song
+    at this level. Returns (B, n_new).
+
+    A lone row runs as two copies of itself: MKL multiplies one row by other kernels than several, whose last
+    bits differ, while from two rows on a row's numbers do not depend on the batch. So a song's tokens are the
+    same sampled alone (`jukebox-dist sample`) or in any batch (tests/sampling/test_generate.py)."""
+    if known.shape[0] == 1:
+        twice = replace(wc, **{f.name: _twice(getattr(wc, f.name)) for f in fields(wc)})
+        return sample_window(prior, twice, known.repeat(2, 1), n_new, params, seeds.repeat(2), first_index,
+                             chunk_size=chunk_size, on_token=on_token)[:1]
     batch, k = known.shape
     p, shift, level = prior.prefix_len, prior.vocab_shift, prior.cfg.level
     device = wc.prefix.device
@@ -68,24 +76,14 @@ def sample_batch(prior: Prior, labels: list[Tensor], known: Tensor, n_new: int, 
                  on_token: Callable[[], None] | None = None) -> Tensor:
     """Condition and sample one window for rows that may be different songs: `labels` one row each, `known`
     (B, K) the tokens each window already has, `total_length` and `start` (the window's first token) one number
-    or one per row, `upper` the level-above tokens of the window (upsamplers). Returns (B, n_new).
-
-    A lone row runs as two copies of itself: MKL and oneDNN compute one row by other kernels than several, whose
-    last bits differ, while from two rows on a row's numbers do not depend on the batch. So a song's tokens are
-    the same sampled alone (`jukebox-dist sample`) or in any batch (tests/sampling/test_generate.py)."""
-    lone = len(labels) == 1
-    if lone:
-        labels, known, seeds = labels * 2, known.repeat(2, 1), seeds.repeat(2)
-        upper = None if upper is None else upper.repeat(2, 1)
-        total_length, start = _twice(total_length), _twice(start)
+    or one per row, `upper` the level-above tokens of the window (upsamplers). Returns (B, n_new)."""
     wc = prior.condition(labels, total_length=total_length, start=start, upper=upper)
-    first = torch.as_tensor(start, dtype=torch.int64)
-    out = sample_window(prior, wc, known, n_new, params, seeds, first, chunk_size=chunk_size, on_token=on_token)
-    return out[:1] if lone else out
+    return sample_window(prior, wc, known, n_new, params, seeds, start, chunk_size=chunk_size, on_token=on_token)
 
 
-def _twice(value: PerRow) -> PerRow:
-    return value if isinstance(value, int) else [int(v) for v in value] * 2
+def _twice(t: Tensor | None) -> Tensor | None:
+    """A one-row batch tensor repeated to two rows."""
+    return None if t is None else t.repeat(2, *[1] * (t.dim() - 1))
 
 
 @torch.no_grad()
