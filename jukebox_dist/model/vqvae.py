@@ -190,7 +190,9 @@ class Bottleneck(nn.Module):
 
 class VQVAE(nn.Module):
     """The hierarchical VQ-VAE. `encode` and `decode` always compute in float32: dtype conversions of the whole
-    model (`.half()`, `.to(torch.bfloat16)`) leave this module's float32 weights as they are; device moves apply."""
+    model (`.half()`, `.to(torch.bfloat16)`) leave this module's float32 weights as they are; device moves apply.
+    Both run row by row: oneDNN's convolutions differ in the last bits with the batch size, and a song's codes and
+    audio must not depend on the songs it is batched with (tests/model/test_vqvae.py)."""
 
     def __init__(self, config: VQVAEConfig) -> None:
         super().__init__()
@@ -229,7 +231,8 @@ class VQVAE(nn.Module):
         with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             self._ensure_float32()
             x = audio.to(self.device, torch.float32).permute(0, 2, 1)  # (B, 1, T)
-            return [self.bottleneck.level_blocks[level].encode(self.encoders[level](x))  # (B, T // hop)
+            return [torch.cat([self.bottleneck.level_blocks[level].encode(self.encoders[level](row))
+                               for row in x.split(1)])  # (B, T // hop)
                     for level in range(start_level, end_level)]
 
     def decode(self, codes: Sequence[Tensor], start_level: int = 0, end_level: int | None = None) -> Tensor:
@@ -243,8 +246,9 @@ class VQVAE(nn.Module):
             self._check_codes(c, f"codes[{i}] (level {start_level + i})")
         with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             self._ensure_float32()
-            z = self.bottleneck.level_blocks[start_level].decode(codes[0].to(self.device, torch.long))  # (B, D, L)
-            return self.decoders[start_level](z).permute(0, 2, 1)  # (B, L * hop, 1)
+            block, decoder = self.bottleneck.level_blocks[start_level], self.decoders[start_level]
+            rows = codes[0].to(self.device, torch.long).split(1)
+            return torch.cat([decoder(block.decode(row)) for row in rows]).permute(0, 2, 1)  # (B, L * hop, 1)
 
     def _ensure_float32(self) -> None:
         if self.bottleneck.level_blocks[0].codebook.dtype != torch.float32:

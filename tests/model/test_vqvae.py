@@ -116,6 +116,30 @@ def test_decode_matches_reference(pair: tuple) -> None:
         assert torch.equal(ours.decode([codes[start]], start_level=start, end_level=start + 1), got)
 
 
+def test_a_song_encodes_and_decodes_the_same_in_any_batch(pair: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN's convolutions give other last bits for other batch sizes; a song's latents, codes and audio must
+    not depend on the songs batched with it. Codes alone could not show it (a last-bit difference rarely moves
+    a nearest codebook entry), so the latents the bottleneck sees are compared too, exactly."""
+    _, ours = pair
+    latents: dict[int, list[torch.Tensor]] = {level: [] for level in range(3)}
+    for level, block in enumerate(ours.bottleneck.level_blocks):
+        monkeypatch.setattr(block, "encode", lambda z, f=block.encode, seen=latents[level]: seen.append(z) or f(z))
+    audio = _audio(3, 2048, seed=13)
+    batch_codes = ours.encode(audio)
+    in_batch = {level: torch.cat(seen) for level, seen in latents.items()}  # (3, D, L) per level
+    for seen in latents.values():
+        seen.clear()
+    alone_codes = ours.encode(audio[1:2])
+    for level, seen in latents.items():
+        assert torch.equal(torch.cat(seen)[0], in_batch[level][1]), f"level {level} latents"
+    batch_audio = ours.decode(batch_codes)
+    for level in range(3):
+        assert torch.equal(alone_codes[level][0], batch_codes[level][1])
+        assert torch.equal(ours.decode(batch_codes[level:], start_level=level)[1:2],
+                           ours.decode([alone_codes[level]], start_level=level))
+    assert batch_audio.abs().max() > 1e-2
+
+
 def test_decode_accepts_other_integer_dtypes(pair: tuple) -> None:
     _, ours = pair
     codes = ours.encode(_audio(2, 1024, seed=3))
