@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from jukebox_dist.model.attention import LayerCache
+from jukebox_dist.model.calls import rowwise
 from jukebox_dist.model.conditioners import LabelConditioner, LyricEncoder, MusicTokenConditioner
 from jukebox_dist.model.config import PriorConfig
 from jukebox_dist.model.transformer import ConditionalAutoregressive
@@ -113,9 +114,7 @@ class Prior(nn.Module):
             raise ValueError(f"upper has {upper.shape[1]} tokens; a window of prior {self.cfg.level} takes at most {need}")
         if upper.shape[1] < need:
             upper = torch.cat([upper, upper.new_zeros(upper.shape[0], need - upper.shape[1])], dim=1)
-        # Row by row: oneDNN's convolutions give last-bit differences with the batch size, and a row's conditioning
-        # must not depend on the rows it is batched with (the same song, the same numbers, in any batch).
-        return torch.cat([self.conditioner_blocks(row) for row in upper.long().split(1)])
+        return rowwise(self.conditioner_blocks, upper.long())  # a row's conditioning must not depend on its batch
 
     # ---- scoring ------------------------------------------------------------------------------------
     def sequence(self, tokens: Tensor, wc: WindowConditioning) -> Tensor:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jukebox_dist.errors import ConfigError, InputError
+from jukebox_dist.model.calls import rowwise
 from jukebox_dist.model.config import VQVAEConfig
 
 __all__ = ["ResConv1DBlock", "Resnet1D", "EncoderConvBlock", "DecoderConvBlock", "Encoder", "Decoder",
@@ -191,8 +192,7 @@ class Bottleneck(nn.Module):
 class VQVAE(nn.Module):
     """The hierarchical VQ-VAE. `encode` and `decode` always compute in float32: dtype conversions of the whole
     model (`.half()`, `.to(torch.bfloat16)`) leave this module's float32 weights as they are; device moves apply.
-    Both run row by row: oneDNN's convolutions differ in the last bits with the batch size, and a song's codes and
-    audio must not depend on the songs it is batched with (tests/model/test_vqvae.py)."""
+    Both run row by row (`rowwise`), so a song's codes and audio do not depend on its batch (tests/model/test_vqvae.py)."""
 
     def __init__(self, config: VQVAEConfig) -> None:
         super().__init__()
@@ -231,9 +231,8 @@ class VQVAE(nn.Module):
         with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             self._ensure_float32()
             x = audio.to(self.device, torch.float32).permute(0, 2, 1)  # (B, 1, T)
-            return [torch.cat([self.bottleneck.level_blocks[level].encode(self.encoders[level](row))
-                               for row in x.split(1)])  # (B, T // hop)
-                    for level in range(start_level, end_level)]
+            return [rowwise(lambda row: self.bottleneck.level_blocks[level].encode(self.encoders[level](row)), x)
+                    for level in range(start_level, end_level)]  # each (B, T // hop)
 
     def decode(self, codes: Sequence[Tensor], start_level: int = 0, end_level: int | None = None) -> Tensor:
         """Codes -> audio (B, T, 1) float32, as the reference: `codes[0]` are level `start_level`'s codes and are
@@ -247,8 +246,8 @@ class VQVAE(nn.Module):
         with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             self._ensure_float32()
             block, decoder = self.bottleneck.level_blocks[start_level], self.decoders[start_level]
-            rows = codes[0].to(self.device, torch.long).split(1)
-            return torch.cat([decoder(block.decode(row)) for row in rows]).permute(0, 2, 1)  # (B, L * hop, 1)
+            audio = rowwise(lambda row: decoder(block.decode(row)), codes[0].to(self.device, torch.long))
+            return audio.permute(0, 2, 1)  # (B, L * hop, 1)
 
     def _ensure_float32(self) -> None:
         if self.bottleneck.level_blocks[0].codebook.dtype != torch.float32:
